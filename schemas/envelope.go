@@ -1,0 +1,162 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// DefaultMaxBytes is the largest encoded event accepted by default (64 KiB).
+const DefaultMaxBytes = 64 << 10
+
+// DefaultMaxSkew is how far in the future occurred_at may be by default.
+const DefaultMaxSkew = 5 * time.Minute
+
+// Envelope is the versioned wrapper of every event. EventID is chosen by the
+// producer and is the idempotency key of every decision made on the event.
+type Envelope struct {
+	EventID    string          `json:"event_id"`
+	Type       string          `json:"type"`
+	Version    int             `json:"version"`
+	AppID      string          `json:"app_id"`
+	OccurredAt time.Time       `json:"occurred_at"`
+	Key        string          `json:"key"`
+	Payload    json.RawMessage `json:"payload"`
+}
+
+// TypeVersion returns the schema name of the envelope's payload.
+func (e *Envelope) TypeVersion() TypeVersion { return TypeVersion{e.Type, e.Version} }
+
+// DecodePayload unmarshals the payload into v. Decode has already validated
+// the payload against its schema, so this fails only on a mismatched v.
+func (e *Envelope) DecodePayload(v any) error {
+	if err := json.Unmarshal(e.Payload, v); err != nil {
+		return invalid(ReasonInvalidPayload, "decoding %s payload: %v", e.Type, err)
+	}
+	return nil
+}
+
+// Encode returns the envelope's JSON encoding.
+func (e *Envelope) Encode() ([]byte, error) {
+	return json.Marshal(e)
+}
+
+// New builds an envelope for payload p, setting Type, Version and Key from
+// p's schema. The caller supplies the idempotency key and the app.
+func New(eventID, appID string, occurredAt time.Time, p Payload) (*Envelope, error) {
+	body, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s payload: %w", p.EventType(), err)
+	}
+	return &Envelope{
+		EventID:    eventID,
+		Type:       p.EventType(),
+		Version:    p.EventVersion(),
+		AppID:      appID,
+		OccurredAt: occurredAt.UTC(),
+		Key:        p.PartitionKey(),
+		Payload:    body,
+	}, nil
+}
+
+// Payload is implemented by every typed event body.
+type Payload interface {
+	EventType() string
+	EventVersion() int
+	// PartitionKey returns the value the event is keyed by on its topic.
+	PartitionKey() string
+}
+
+// Decoder decodes and validates raw events. The zero value uses the defaults.
+type Decoder struct {
+	// MaxBytes limits the encoded size, overriding DefaultMaxBytes.
+	MaxBytes int
+	// MaxSkew limits how far occurred_at may lie in the future, overriding
+	// DefaultMaxSkew. A negative value disables the check.
+	MaxSkew time.Duration
+	// Now returns the current time, overriding time.Now (for tests).
+	Now func() time.Time
+}
+
+// Decode decodes and validates b with the default Decoder.
+func Decode(b []byte) (*Envelope, error) {
+	var d Decoder
+	return d.Decode(b)
+}
+
+// Decode checks b's size and encoding, validates the envelope and its payload
+// against the embedded schemas and returns the envelope. Every failure is an
+// *InvalidError whose Reason says what was wrong.
+func (d *Decoder) Decode(b []byte) (*Envelope, error) {
+	r, err := load()
+	if err != nil {
+		return nil, err
+	}
+	limit := d.MaxBytes
+	if limit <= 0 {
+		limit = DefaultMaxBytes
+	}
+	if len(b) > limit {
+		return nil, invalid(ReasonTooLarge, "%d bytes exceeds the limit of %d", len(b), limit)
+	}
+	if !utf8.Valid(b) {
+		return nil, invalid(ReasonInvalidUTF8, "event is not valid UTF-8")
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		return nil, invalid(ReasonMalformed, "%v", err)
+	}
+	if err := r.envelope.Validate(doc); err != nil {
+		return nil, invalid(ReasonInvalidEnvelope, "%s", firstLine(err))
+	}
+	var env Envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return nil, invalid(ReasonInvalidEnvelope, "%v", err)
+	}
+	obj := doc.(map[string]any)
+	tv := env.TypeVersion()
+	sch, ok := r.payloads[tv]
+	if !ok {
+		return nil, invalid(ReasonUnknownType, "no schema for %s", tv)
+	}
+	payload := obj["payload"]
+	if err := sch.Validate(payload); err != nil {
+		return nil, invalid(ReasonInvalidPayload, "%s: %s", tv, firstLine(err))
+	}
+	if field := r.keyFields[tv]; field != "" {
+		if got, _ := payload.(map[string]any)[field].(string); got != env.Key {
+			return nil, invalid(ReasonKeyMismatch, "key %q is not payload.%s %q", env.Key, field, got)
+		}
+	}
+	if d.MaxSkew >= 0 {
+		skew := d.MaxSkew
+		if skew == 0 {
+			skew = DefaultMaxSkew
+		}
+		now := time.Now
+		if d.Now != nil {
+			now = d.Now
+		}
+		if env.OccurredAt.After(now().Add(skew)) {
+			return nil, invalid(ReasonFutureEvent, "occurred_at %s is more than %s ahead", env.OccurredAt.Format(time.RFC3339), skew)
+		}
+	}
+	return &env, nil
+}
+
+// Validate checks an envelope built in Go exactly as a processor will check
+// it after it crosses Kafka, and returns its encoding.
+func Validate(e *Envelope) ([]byte, error) {
+	b, err := e.Encode()
+	if err != nil {
+		return nil, invalid(ReasonMalformed, "encoding: %v", err)
+	}
+	if _, err := Decode(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
