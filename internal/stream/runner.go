@@ -1,0 +1,508 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/promoflow/promoflow/schemas"
+)
+
+// Header names on dead-letter records.
+const (
+	HeaderDLQReason          = "promoflow.dlq.reason"
+	HeaderDLQDetail          = "promoflow.dlq.detail"
+	HeaderDLQStage           = "promoflow.dlq.stage"
+	HeaderDLQSourceTopic     = "promoflow.dlq.source.topic"
+	HeaderDLQSourcePartition = "promoflow.dlq.source.partition"
+	HeaderDLQSourceOffset    = "promoflow.dlq.source.offset"
+	HeaderDLQAt              = "promoflow.dlq.at"
+	HeaderDLQTruncated       = "promoflow.dlq.truncated"
+)
+
+// maxDeadValue bounds a dead letter's value so that a record near the
+// broker's size limit can still be dead-lettered with headers added.
+const maxDeadValue = 256 << 10
+
+// Stats counts what a Runner did. Read it with Runner.Stats.
+type Stats struct {
+	In, Out, Dead, Committed int64
+	FailedBatches, Fenced    int64
+	DeadByReason             map[string]int64
+}
+
+type tp struct {
+	topic string
+	part  int32
+}
+
+type partState struct {
+	epoch  int64 // 0 = not yet acquired
+	fenced bool
+}
+
+// Runner runs one Stage as a member of its consumer group.
+type Runner struct {
+	cfg   Config
+	stage Stage
+	cl    *kgo.Client
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	owned map[tp]*partState
+
+	in, out, dead, committed, failed, fenced atomic.Int64
+	deadMu                                   sync.Mutex
+	deadBy                                   map[string]int64
+
+	assigned  chan struct{} // closed on the first assignment
+	firstOnce sync.Once
+	closeOnce sync.Once
+}
+
+// New checks the stage against the topology and connects a group member.
+func New(cfg Config, stage Stage) (*Runner, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if len(stage.Reads) == 0 {
+		return nil, fmt.Errorf("stage %s: %w", stage.Name, ErrNoTopics)
+	}
+	if stage.Handler == nil {
+		return nil, fmt.Errorf("stage %s: no handler", stage.Name)
+	}
+	if stage.Fenced && cfg.Fencer == nil {
+		return nil, fmt.Errorf("stage %s is fenced but no Fencer is configured", stage.Name)
+	}
+	node := stage.Node()
+	node.Writes = append(append([]string(nil), node.Writes...), cfg.DLQTopic)
+	if err := cfg.Topology.Check(node); err != nil {
+		return nil, fmt.Errorf("checking stage %s against topics.yaml: %w", stage.Name, err)
+	}
+	r := &Runner{
+		cfg:      cfg,
+		stage:    stage,
+		log:      cfg.Logger.With("stage", stage.Name, "group", stage.Group),
+		owned:    map[tp]*partState{},
+		deadBy:   map[string]int64{},
+		assigned: make(chan struct{}),
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(stage.Group),
+		kgo.ConsumeTopics(stage.Reads...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.OnPartitionsAssigned(r.onAssigned),
+		kgo.OnPartitionsRevoked(r.onRevoked),
+		kgo.OnPartitionsLost(r.onLost),
+		kgo.ProducerLinger(0),
+		kgo.ClientID("promoflow-" + stage.Name),
+	}
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout), kgo.HeartbeatInterval(cfg.SessionTimeout/10))
+	}
+	opts = append(opts, cfg.ClientOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating Kafka client for stage %s: %w", stage.Name, err)
+	}
+	r.cl = cl
+	return r, nil
+}
+
+// Stage returns the stage the runner runs.
+func (r *Runner) Stage() Stage { return r.stage }
+
+// Assigned is closed once the member has been assigned partitions for the
+// first time (readiness).
+func (r *Runner) Assigned() <-chan struct{} { return r.assigned }
+
+// Stats returns a snapshot of the counters.
+func (r *Runner) Stats() Stats {
+	r.deadMu.Lock()
+	by := make(map[string]int64, len(r.deadBy))
+	for k, v := range r.deadBy {
+		by[k] = v
+	}
+	r.deadMu.Unlock()
+	return Stats{
+		In: r.in.Load(), Out: r.out.Load(), Dead: r.dead.Load(), Committed: r.committed.Load(),
+		FailedBatches: r.failed.Load(), Fenced: r.fenced.Load(), DeadByReason: by,
+	}
+}
+
+// Owned returns the partitions this member currently owns with their epochs.
+func (r *Runner) Owned() map[string]map[int32]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]map[int32]int64{}
+	for k, s := range r.owned {
+		if out[k.topic] == nil {
+			out[k.topic] = map[int32]int64{}
+		}
+		out[k.topic][k.part] = s.epoch
+	}
+	return out
+}
+
+func (r *Runner) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	for topic, parts := range assigned {
+		for _, p := range parts {
+			st := &partState{}
+			if r.stage.Fenced {
+				// A fresh epoch per ownership period; if Redis is down now the
+				// first batch acquires it instead.
+				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				if e, err := r.cfg.Fencer.Acquire(actx, r.stage.Group, topic, p); err == nil {
+					st.epoch = e
+				} else {
+					r.log.Warn("fencing epoch not acquired at assignment; will retry before the first batch", "topic", topic, "partition", p, "err", err)
+				}
+				cancel()
+			}
+			r.mu.Lock()
+			r.owned[tp{topic, p}] = st
+			r.mu.Unlock()
+		}
+		// A partition paused after being fenced is ours again.
+		r.cl.ResumeFetchPartitions(map[string][]int32{topic: parts})
+	}
+	r.log.Info("partitions assigned", "partitions", fmtParts(assigned))
+	r.firstOnce.Do(func() { close(r.assigned) })
+}
+
+func (r *Runner) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	// Everything handled was committed before the rebalance was allowed, so
+	// there is nothing to commit here; just forget the ownership.
+	r.forget(revoked)
+	if len(revoked) > 0 {
+		r.log.Info("partitions revoked", "partitions", fmtParts(revoked))
+	}
+}
+
+func (r *Runner) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	r.forget(lost)
+	if len(lost) > 0 {
+		r.log.Warn("partitions lost (session expired or fenced by the group)", "partitions", fmtParts(lost))
+	}
+}
+
+func (r *Runner) forget(parts map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for topic, ps := range parts {
+		for _, p := range ps {
+			delete(r.owned, tp{topic, p})
+		}
+	}
+}
+
+// Run consumes until ctx is cancelled, then finishes the batch in flight,
+// commits it and leaves the group. It returns nil on a clean shutdown.
+func (r *Runner) Run(ctx context.Context) error {
+	defer r.Close()
+	backoff := time.Duration(0)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		fetches := r.cl.PollRecords(ctx, r.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				r.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		// The batch in flight finishes even if ctx is cancelled meanwhile
+		// (drain), bounded by DrainTimeout.
+		pctx, cancel := drainContext(ctx, r.cfg.DrainTimeout)
+		ok := r.processPoll(pctx, fetches)
+		cancel()
+		r.cl.AllowRebalance()
+		if ok {
+			backoff = 0
+			continue
+		}
+		backoff = nextBackoff(backoff, r.cfg.MinBackoff, r.cfg.MaxBackoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func drainContext(parent context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		t := time.AfterFunc(timeout, cancel)
+		context.AfterFunc(ctx, func() { t.Stop() })
+	})
+	return ctx, func() { stop(); cancel() }
+}
+
+func nextBackoff(cur, lo, hi time.Duration) time.Duration {
+	if cur == 0 {
+		return lo
+	}
+	cur *= 2
+	if cur > hi {
+		return hi
+	}
+	return cur
+}
+
+// partWork is one partition's share of a poll.
+type partWork struct {
+	topic   string
+	part    int32
+	records []*kgo.Record
+	result  Result
+	err     error
+	nDead   map[string]int
+}
+
+// processPoll handles every partition of a poll concurrently, produces the
+// results, and commits the partitions whose results were acknowledged. It
+// rewinds the rest and reports false if any failed.
+func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
+	var work []*partWork
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			work = append(work, &partWork{topic: p.Topic, part: p.Partition, records: p.Records})
+		}
+	})
+	if len(work) == 0 {
+		return true
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, w := range work {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.handlePart(ctx, w)
+		}()
+	}
+	wg.Wait()
+
+	// Produce the outputs and dead letters of every handled partition and
+	// wait for all acknowledgements.
+	var pending sync.WaitGroup
+	for _, w := range work {
+		if w.err != nil {
+			continue
+		}
+		recs := make([]*kgo.Record, 0, len(w.result.Out)+len(w.result.Dead))
+		recs = append(recs, w.result.Out...)
+		for _, d := range w.result.Dead {
+			recs = append(recs, r.deadRecord(d))
+		}
+		var once sync.Once
+		for _, rec := range recs {
+			pending.Add(1)
+			r.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+				defer pending.Done()
+				if err != nil {
+					once.Do(func() { w.err = fmt.Errorf("producing results: %w", err) })
+				}
+			})
+		}
+	}
+	pending.Wait()
+
+	var commit []*kgo.Record
+	allOK := true
+	for _, w := range work {
+		if w.err != nil {
+			allOK = false
+			continue
+		}
+		commit = append(commit, w.records[len(w.records)-1])
+	}
+	if len(commit) > 0 {
+		if err := r.cl.CommitRecords(ctx, commit...); err != nil {
+			// The outputs are out; a failed commit only means they will be
+			// produced again after a rewind, which the sinks collapse.
+			r.log.Warn("committing offsets", "err", err)
+			for _, w := range work {
+				if w.err == nil {
+					w.err = fmt.Errorf("committing offsets: %w", err)
+				}
+			}
+			allOK = false
+		}
+	}
+	rewind := map[string]map[int32]kgo.EpochOffset{}
+	for _, w := range work {
+		if w.err != nil {
+			r.failed.Add(1)
+			first := w.records[0]
+			if rewind[w.topic] == nil {
+				rewind[w.topic] = map[int32]kgo.EpochOffset{}
+			}
+			rewind[w.topic][w.part] = kgo.EpochOffset{Epoch: first.LeaderEpoch, Offset: first.Offset}
+			if errors.Is(w.err, ErrFenced) {
+				r.fenced.Add(1)
+				r.log.Error("partition fenced: a newer owner has written; pausing it until the group reassigns it", "topic", w.topic, "partition", w.part)
+				r.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.part}})
+			} else {
+				r.log.Warn("batch failed; rewinding and retrying after backoff", "topic", w.topic, "partition", w.part, "from_offset", first.Offset, "records", len(w.records), "err", w.err)
+			}
+			continue
+		}
+		r.in.Add(int64(len(w.records)))
+		r.out.Add(int64(len(w.result.Out)))
+		r.dead.Add(int64(len(w.result.Dead)))
+		r.committed.Add(int64(len(w.records)))
+		if len(w.result.Dead) > 0 {
+			r.deadMu.Lock()
+			for _, d := range w.result.Dead {
+				r.deadBy[d.Reason]++
+			}
+			r.deadMu.Unlock()
+		}
+		if r.cfg.Observer != nil {
+			r.cfg.Observer.BatchDone(r.stage.Name, w.topic, w.part, len(w.records), len(w.result.Out), len(w.result.Dead), time.Since(start))
+		}
+	}
+	if len(rewind) > 0 {
+		r.cl.SetOffsets(rewind)
+	}
+	return allOK
+}
+
+// handlePart decodes a partition's records, routes the invalid ones to the
+// dead-letter list and hands the rest to the stage's handler.
+func (r *Runner) handlePart(ctx context.Context, w *partWork) {
+	defer func() {
+		if p := recover(); p != nil {
+			// A handler bug must not take the process down with a partition's
+			// records half-handled; the batch is retried and the panic logged.
+			w.err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	b := &Batch{Topic: w.topic, Partition: w.part, Events: make([]Event, 0, len(w.records))}
+	if r.stage.Fenced {
+		e, err := r.epoch(ctx, w.topic, w.part)
+		if err != nil {
+			w.err = err
+			return
+		}
+		b.Epoch = e
+	}
+	topic, _ := r.cfg.Topology.Topic(w.topic)
+	var dead []DeadLetter
+	for _, rec := range w.records {
+		env, err := r.cfg.Decoder.Decode(rec.Value)
+		if err == nil && len(topic.Schemas) > 0 && !topic.Carries(env.TypeVersion()) {
+			err = &schemas.InvalidError{Reason: schemas.ReasonWrongTopic, Detail: fmt.Sprintf("%s does not carry %s", w.topic, env.TypeVersion())}
+		}
+		if err == nil && string(rec.Key) != env.Key {
+			err = &schemas.InvalidError{Reason: schemas.ReasonKeyMismatch, Detail: fmt.Sprintf("record key %q is not envelope key %q", truncate(string(rec.Key), 64), env.Key)}
+		}
+		if err != nil {
+			reason := string(schemas.ReasonOf(err))
+			if reason == "" {
+				reason = "decode_error"
+			}
+			dead = append(dead, DeadLetter{Record: rec, Reason: reason, Detail: err.Error()})
+			continue
+		}
+		b.Events = append(b.Events, Event{Env: env, Record: rec})
+	}
+	if len(b.Events) > 0 {
+		res, err := r.stage.Handler.Handle(ctx, b)
+		if err != nil {
+			w.err = fmt.Errorf("handling %s/%d: %w", w.topic, w.part, err)
+			return
+		}
+		w.result = res
+	}
+	w.result.Dead = append(dead, w.result.Dead...)
+}
+
+func (r *Runner) epoch(ctx context.Context, topic string, part int32) (int64, error) {
+	r.mu.Lock()
+	st, ok := r.owned[tp{topic, part}]
+	r.mu.Unlock()
+	if !ok {
+		// Records of a partition we no longer own cannot reach us under
+		// BlockRebalanceOnPoll; be safe anyway.
+		return 0, fmt.Errorf("%s/%d: %w", topic, part, ErrFenced)
+	}
+	r.mu.Lock()
+	e := st.epoch
+	r.mu.Unlock()
+	if e > 0 {
+		return e, nil
+	}
+	e, err := r.cfg.Fencer.Acquire(ctx, r.stage.Group, topic, part)
+	if err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	st.epoch = e
+	r.mu.Unlock()
+	return e, nil
+}
+
+func (r *Runner) deadRecord(d DeadLetter) *kgo.Record {
+	src := d.Record
+	value := src.Value
+	headers := append([]kgo.RecordHeader(nil), src.Headers...)
+	if len(value) > maxDeadValue {
+		headers = append(headers, kgo.RecordHeader{Key: HeaderDLQTruncated, Value: []byte(strconv.Itoa(len(value)))})
+		value = value[:maxDeadValue]
+	}
+	headers = append(headers,
+		kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(d.Reason)},
+		kgo.RecordHeader{Key: HeaderDLQDetail, Value: []byte(truncate(d.Detail, 1000))},
+		kgo.RecordHeader{Key: HeaderDLQStage, Value: []byte(r.stage.Name)},
+		kgo.RecordHeader{Key: HeaderDLQSourceTopic, Value: []byte(src.Topic)},
+		kgo.RecordHeader{Key: HeaderDLQSourcePartition, Value: []byte(strconv.Itoa(int(src.Partition)))},
+		kgo.RecordHeader{Key: HeaderDLQSourceOffset, Value: []byte(strconv.FormatInt(src.Offset, 10))},
+		kgo.RecordHeader{Key: HeaderDLQAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+	)
+	key := src.Key
+	if len(key) > 1024 {
+		key = key[:1024]
+	}
+	return &kgo.Record{Topic: r.cfg.DLQTopic, Key: key, Value: value, Headers: headers}
+}
+
+// Close leaves the group and closes the client. It is idempotent.
+func (r *Runner) Close() {
+	r.closeOnce.Do(func() { r.cl.CloseAllowingRebalance() })
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func fmtParts(m map[string][]int32) string {
+	s := ""
+	for t, ps := range m {
+		if s != "" {
+			s += " "
+		}
+		s += fmt.Sprintf("%s%v", t, ps)
+	}
+	return s
+}

@@ -1,0 +1,87 @@
+package stream
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/promoflow/promoflow/internal/topology"
+	"github.com/promoflow/promoflow/schemas"
+)
+
+// Event is one decoded and schema-valid input record.
+type Event struct {
+	Env    *schemas.Envelope
+	Record *kgo.Record
+}
+
+// Batch is the slice of one partition's records a Handler gets at a time,
+// in offset order.
+type Batch struct {
+	Topic     string
+	Partition int32
+	// Epoch is the fencing token of this worker's ownership of the
+	// partition; 0 when the stage has no Fencer.
+	Epoch  int64
+	Events []Event
+}
+
+// FenceField names the partition in a store's fence record: "topic/partition".
+func (b *Batch) FenceField() string { return fenceField(b.Topic, b.Partition) }
+
+// DeadLetter is an input record the handler refuses; it goes to the
+// dead-letter topic with Reason and Detail in its headers.
+type DeadLetter struct {
+	Record *kgo.Record
+	Reason string
+	Detail string
+}
+
+// Result is what a Handler returns for a Batch.
+type Result struct {
+	// Out are records to produce; the batch's offsets are committed only
+	// after every one is acknowledged.
+	Out []*kgo.Record
+	// Dead are input records to route to the dead-letter topic.
+	Dead []DeadLetter
+}
+
+// Handler processes batches. Handle is called concurrently for different
+// partitions and sequentially for one partition. An error fails the batch:
+// it is rewound and handled again after a backoff, so Handle must be
+// idempotent. Return ErrFenced when the store refused the epoch.
+type Handler interface {
+	Handle(ctx context.Context, b *Batch) (Result, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, b *Batch) (Result, error)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, b *Batch) (Result, error) { return f(ctx, b) }
+
+// Stage declares one consumer group's work (goka's DefineGroup): what it
+// reads, writes and handles, checked against topics.yaml at start.
+type Stage struct {
+	// Name identifies the stage in logs, metrics and `promoflow run --only`.
+	Name string
+	// Group is the consumer group the stage's instances join.
+	Group string
+	// Reads are the topics consumed.
+	Reads []string
+	// Writes are the topics the handler produces to (the dead-letter topic
+	// is implied).
+	Writes []string
+	// Handles are the <type>.v<version> schemas the handler understands.
+	Handles []string
+	// Handler processes the records.
+	Handler Handler
+	// Fenced says whether the stage needs a fencing epoch per partition
+	// (stateful processors do; idempotent sinks do not).
+	Fenced bool
+}
+
+// Node returns the stage's declaration for topology checks.
+func (s Stage) Node() topology.Node {
+	return topology.Node{Name: s.Name, Group: s.Group, Reads: s.Reads, Writes: s.Writes, Handles: s.Handles}
+}

@@ -1,0 +1,182 @@
+package coupon
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/promoflow/promoflow/internal/stream"
+	"github.com/promoflow/promoflow/schemas"
+)
+
+//go:embed claim.lua
+var claimLua string
+
+var claimScript = redis.NewScript(claimLua)
+
+// ClaimInput is one claim handed to the atomic step.
+type ClaimInput struct {
+	AppID, EventID, BatchID, UserID string
+	// Precheck is the rejection reason found by Precheck, or "".
+	Precheck string
+	// Def is the batch definition (nil when unknown).
+	Def *schemas.BatchDefined
+}
+
+// Outcome is the decision on one claim.
+type Outcome struct {
+	Granted bool
+	Reason  string
+	Seq     int64     // position in the batch's stock when granted
+	At      time.Time // when the decision was first made
+	// Replayed is true when the decision was remembered from an earlier
+	// delivery of the same event.
+	Replayed bool
+}
+
+// Store runs claim.lua against Redis.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+	ttl    time.Duration
+}
+
+// StoreOption configures a Store.
+type StoreOption func(*Store)
+
+// WithKeyPrefix sets the prefix of every key, overriding the default "pf".
+func WithKeyPrefix(p string) StoreOption { return func(s *Store) { s.prefix = p } }
+
+// WithDecisionTTL sets how long decisions are remembered for deduplication,
+// overriding the default of 8 days. It must exceed the retention of the
+// claims topic so that any redelivery finds its decision.
+func WithDecisionTTL(d time.Duration) StoreOption { return func(s *Store) { s.ttl = d } }
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient, opts ...StoreOption) *Store {
+	s := &Store{rdb: rdb, prefix: "pf", ttl: 8 * 24 * time.Hour}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Load makes sure the script is cached in Redis (EVALSHA needs it).
+func (s *Store) Load(ctx context.Context) error {
+	if err := claimScript.Load(ctx, s.rdb).Err(); err != nil {
+		return fmt.Errorf("loading claim script: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) batchKey(batch string) string { return s.prefix + ":cpn:{" + batch + "}" }
+
+// GrantedKey returns the key counting a batch's grants (for reports and checks).
+func (s *Store) GrantedKey(batch string) string { return s.batchKey(batch) + ":granted" }
+
+// Granted returns how many coupons of the batch were granted.
+func (s *Store) Granted(ctx context.Context, batch string) (int64, error) {
+	n, err := s.rdb.Get(ctx, s.GrantedKey(batch)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// Claim decides claims in order, in one pipelined round trip. fenceField and
+// epoch identify the caller's ownership of its partition (epoch 0 turns
+// fencing off). It returns stream.ErrFenced if a newer owner has written.
+func (s *Store) Claim(ctx context.Context, fenceField string, epoch int64, now time.Time, in []ClaimInput) ([]Outcome, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out, err := s.claim(ctx, fenceField, epoch, now, in)
+	if err != nil && isNoScript(err) {
+		// Redis restarted and lost its script cache: load and retry once.
+		if lerr := s.Load(ctx); lerr != nil {
+			return nil, lerr
+		}
+		out, err = s.claim(ctx, fenceField, epoch, now, in)
+	}
+	return out, err
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "NOSCRIPT")
+}
+
+func (s *Store) claim(ctx context.Context, fenceField string, epoch int64, now time.Time, in []ClaimInput) ([]Outcome, error) {
+	nowMs := strconv.FormatInt(now.UnixMilli(), 10)
+	ttl := strconv.FormatInt(int64(s.ttl/time.Second), 10)
+	epochS := strconv.FormatInt(epoch, 10)
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(in))
+	for i, c := range in {
+		bk := s.batchKey(c.BatchID)
+		var total, limit, userExpiry int64
+		if c.Def != nil {
+			total, limit = c.Def.TotalStock, c.Def.PerUserLimit
+			// A user's count must outlive every claim that can still be
+			// granted: those occur before ValidUntil (plus clock skew).
+			userExpiry = c.Def.ValidUntil.Add(30 * 24 * time.Hour).Unix()
+		}
+		keys := []string{bk + ":d:" + c.AppID + ":" + c.EventID, bk + ":granted", bk + ":u:" + c.UserID, bk + ":fence"}
+		cmds[i] = pipe.EvalSha(ctx, claimScript.Hash(), keys,
+			fenceField, epochS, c.Precheck, total, limit, nowMs, ttl, userExpiry)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		// Exec returns the first command error; any failure fails the batch,
+		// which the runtime retries (decisions already made are remembered).
+		return nil, fmt.Errorf("running claim script: %w", err)
+	}
+	out := make([]Outcome, len(in))
+	for i, cmd := range cmds {
+		res, err := cmd.Slice()
+		if err != nil || len(res) != 2 {
+			return nil, fmt.Errorf("reading claim script result: %v %w", res, err)
+		}
+		kind, _ := res[0].(string)
+		dec, _ := res[1].(string)
+		if kind == "fenced" {
+			return nil, fmt.Errorf("claim of %s/%s: %w", in[i].AppID, in[i].EventID, stream.ErrFenced)
+		}
+		o, err := parseDecision(dec)
+		if err != nil {
+			return nil, err
+		}
+		o.Replayed = kind == "dup"
+		out[i] = o
+	}
+	return out, nil
+}
+
+// parseDecision reads "g|<seq>|<ms>" or "r|<reason>|<ms>".
+func parseDecision(s string) (Outcome, error) {
+	parts := strings.SplitN(s, "|", 3)
+	if len(parts) != 3 {
+		return Outcome{}, fmt.Errorf("parsing remembered decision %q: malformed", s)
+	}
+	ms, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("parsing remembered decision %q: %w", s, err)
+	}
+	o := Outcome{At: time.UnixMilli(ms).UTC()}
+	switch parts[0] {
+	case "g":
+		o.Granted = true
+		if o.Seq, err = strconv.ParseInt(parts[1], 10, 64); err != nil {
+			return Outcome{}, fmt.Errorf("parsing remembered decision %q: %w", s, err)
+		}
+	case "r":
+		o.Reason = parts[1]
+	default:
+		return Outcome{}, fmt.Errorf("parsing remembered decision %q: unknown kind", s)
+	}
+	return o, nil
+}
