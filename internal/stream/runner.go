@@ -113,6 +113,7 @@ func New(cfg Config, stage Stage) (*Runner, error) {
 		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout), kgo.HeartbeatInterval(cfg.SessionTimeout/10))
 	}
 	opts = append(opts, cfg.ClientOpts...)
+	opts = append(opts, stage.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Kafka client for stage %s: %w", stage.Name, err)
@@ -156,7 +157,7 @@ func (r *Runner) Owned() map[string]map[int32]int64 {
 	return out
 }
 
-func (r *Runner) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (r *Runner) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	for topic, parts := range assigned {
 		for _, p := range parts {
 			st := &partState{}
@@ -175,8 +176,9 @@ func (r *Runner) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[str
 			r.owned[tp{topic, p}] = st
 			r.mu.Unlock()
 		}
-		// A partition paused after being fenced is ours again.
-		r.cl.ResumeFetchPartitions(map[string][]int32{topic: parts})
+		// A partition paused after being fenced is ours again. (The callback
+		// may run before New has stored r.cl, so use the client passed in.)
+		cl.ResumeFetchPartitions(map[string][]int32{topic: parts})
 	}
 	r.log.Info("partitions assigned", "partitions", fmtParts(assigned))
 	r.firstOnce.Do(func() { close(r.assigned) })
@@ -270,9 +272,10 @@ type partWork struct {
 	topic   string
 	part    int32
 	records []*kgo.Record
+	batch   *Batch
+	dead    []DeadLetter // refused while decoding
 	result  Result
 	err     error
-	nDead   map[string]int
 }
 
 // processPoll handles every partition of a poll concurrently, produces the
@@ -294,10 +297,16 @@ func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.handlePart(ctx, w)
+			r.decodePart(ctx, w)
+			if !r.stage.WholePoll {
+				r.handlePart(ctx, w)
+			}
 		}()
 	}
 	wg.Wait()
+	if r.stage.WholePoll {
+		r.handleWhole(ctx, work)
+	}
 
 	// Produce the outputs and dead letters of every handled partition and
 	// wait for all acknowledgements.
@@ -385,27 +394,19 @@ func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
 	return allOK
 }
 
-// handlePart decodes a partition's records, routes the invalid ones to the
-// dead-letter list and hands the rest to the stage's handler.
-func (r *Runner) handlePart(ctx context.Context, w *partWork) {
-	defer func() {
-		if p := recover(); p != nil {
-			// A handler bug must not take the process down with a partition's
-			// records half-handled; the batch is retried and the panic logged.
-			w.err = fmt.Errorf("handler panicked: %v", p)
-		}
-	}()
-	b := &Batch{Topic: w.topic, Partition: w.part, Events: make([]Event, 0, len(w.records))}
+// decodePart decodes a partition's records into w.batch, putting the
+// invalid ones on the dead-letter list, and acquires the fencing epoch.
+func (r *Runner) decodePart(ctx context.Context, w *partWork) {
+	w.batch = &Batch{Topic: w.topic, Partition: w.part, Events: make([]Event, 0, len(w.records))}
 	if r.stage.Fenced {
 		e, err := r.epoch(ctx, w.topic, w.part)
 		if err != nil {
 			w.err = err
 			return
 		}
-		b.Epoch = e
+		w.batch.Epoch = e
 	}
 	topic, _ := r.cfg.Topology.Topic(w.topic)
-	var dead []DeadLetter
 	for _, rec := range w.records {
 		env, err := r.cfg.Decoder.Decode(rec.Value)
 		if err == nil && len(topic.Schemas) > 0 && !topic.Carries(env.TypeVersion()) {
@@ -419,20 +420,65 @@ func (r *Runner) handlePart(ctx context.Context, w *partWork) {
 			if reason == "" {
 				reason = "decode_error"
 			}
-			dead = append(dead, DeadLetter{Record: rec, Reason: reason, Detail: err.Error()})
+			w.dead = append(w.dead, DeadLetter{Record: rec, Reason: reason, Detail: err.Error()})
 			continue
 		}
-		b.Events = append(b.Events, Event{Env: env, Record: rec})
+		w.batch.Events = append(w.batch.Events, Event{Env: env, Record: rec})
 	}
-	if len(b.Events) > 0 {
-		res, err := r.stage.Handler.Handle(ctx, b)
+}
+
+// handlePart hands one partition's decoded events to the handler.
+func (r *Runner) handlePart(ctx context.Context, w *partWork) {
+	if w.err == nil && len(w.batch.Events) > 0 {
+		res, err := r.safeHandle(ctx, w.batch)
 		if err != nil {
 			w.err = fmt.Errorf("handling %s/%d: %w", w.topic, w.part, err)
-			return
 		}
 		w.result = res
 	}
-	w.result.Dead = append(dead, w.result.Dead...)
+	w.result.Dead = append(w.dead, w.result.Dead...)
+}
+
+// handleWhole hands every partition's decoded events to the handler as one
+// batch; a failure fails every partition of the poll. The outputs ride with
+// the first partition that is committed with them.
+func (r *Runner) handleWhole(ctx context.Context, work []*partWork) {
+	all := &Batch{Partition: -1}
+	var ok []*partWork
+	for _, w := range work {
+		if w.err == nil {
+			all.Events = append(all.Events, w.batch.Events...)
+			ok = append(ok, w)
+		}
+	}
+	if len(ok) == 0 {
+		return
+	}
+	var res Result
+	var err error
+	if len(all.Events) > 0 {
+		res, err = r.safeHandle(ctx, all)
+	}
+	for _, w := range ok {
+		if err != nil {
+			w.err = fmt.Errorf("handling %d events of a poll: %w", len(all.Events), err)
+		}
+		w.result.Dead = w.dead
+	}
+	ok[0].result.Out = res.Out
+	ok[0].result.Dead = append(ok[0].result.Dead, res.Dead...)
+}
+
+// safeHandle calls the handler, turning a panic into an error: a handler
+// bug must not take the process down with a batch half-handled; the batch
+// is retried and the panic logged.
+func (r *Runner) safeHandle(ctx context.Context, b *Batch) (res Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return r.stage.Handler.Handle(ctx, b)
 }
 
 func (r *Runner) epoch(ctx context.Context, topic string, part int32) (int64, error) {

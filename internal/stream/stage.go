@@ -79,6 +79,14 @@ type Stage struct {
 	// Fenced says whether the stage needs a fencing epoch per partition
 	// (stateful processors do; idempotent sinks do not).
 	Fenced bool
+	// WholePoll hands the handler all partitions of a poll as one batch
+	// (Partition -1) instead of one batch per partition. Sinks use it to
+	// write few large batches; it gives up per-partition ordering, which an
+	// idempotent upsert does not need.
+	WholePoll bool
+	// ClientOpts are extra franz-go options for this stage only (e.g.
+	// kgo.FetchMinBytes and kgo.FetchMaxWait to let a sink's batches fill).
+	ClientOpts []kgo.Opt
 }
 
 // Node returns the stage's declaration for topology checks.

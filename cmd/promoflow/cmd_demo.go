@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+func init() {
+	register(&command{
+		name:    "demo",
+		summary: "run the whole pipeline on the embedded default with a realistic burst of claims",
+		usage:   "[--claims N] [--users N] [--stock N] [--standins auto|always|never]",
+		help: `Starts an in-process Kafka broker (kfake), uses the real Redis, MySQL and
+ClickHouse where they are reachable (and embedded stand-ins where not, saying
+which), runs every processor and sink, and publishes a burst of claims: many
+users, one hot batch with little stock, duplicates, and a set of malformed and
+hostile records. It shows progress every second and ends with a summary:
+events in, grants, rejections by reason, rows in each sink, DLQ count, elapsed
+time and events/s, and whether every invariant held. Exits non-zero if one did
+not. Needs nothing but Go; real servers are used in their own databases/keys
+(promoflow_demo, pfdemo:*), which are reset or removed.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
+			cfgPath := fs.String("config", "", "YAML configuration file (Redis/MySQL/ClickHouse addresses)")
+			claims := fs.Int("claims", 100_000, "distinct claim events to publish")
+			users := fs.Int("users", 30_000, "distinct users")
+			stock := fs.Int64("stock", 5_000, "stock of the hot batch")
+			hot := fs.Float64("hot-share", 0.5, "share of claims on the hot batch")
+			batches := fs.Int("batches", 4, "everyday batches besides the hot one")
+			dups := fs.Float64("dup-rate", 0.1, "share of claims delivered twice")
+			prods := fs.Int("producers", 4, "concurrent producers")
+			standins := fs.String("standins", "auto", "auto: real servers where reachable; always: embedded stand-ins only; never: fail if a server is down")
+			timeout := fs.Duration("timeout", 10*time.Minute, "give up if the pipeline has not caught up by then")
+			verbose := fs.Bool("v", false, "show the pipeline's info logs")
+			return func(ctx context.Context, args []string) error {
+				if len(args) > 0 {
+					return usagef("unexpected arguments %q", args)
+				}
+				if *claims < 1 || *users < 1 || *prods < 1 || *stock < 0 || *hot < 0 || *hot > 1 || *dups < 0 || *dups > 1 {
+					return usagef("counts must be positive and shares between 0 and 1")
+				}
+				if *standins != "auto" && *standins != "always" && *standins != "never" {
+					return usagef("--standins must be auto, always or never")
+				}
+				s := scenario{
+					RunID: fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffff), Claims: *claims, Users: *users,
+					HotStock: *stock, HotShare: *hot, Batches: *batches, DupRate: *dups, Malformed: true,
+					Producers: *prods, AppID: "demo",
+				}
+				level := slog.LevelWarn
+				if *verbose {
+					level = slog.LevelInfo
+				}
+				rep, err := runScenario(ctx, *cfgPath, s, *standins, *timeout, level, os.Stdout)
+				if err != nil {
+					return err
+				}
+				rep.print(os.Stdout)
+				if len(rep.breaches) > 0 {
+					return fmt.Errorf("%d invariant(s) broken", len(rep.breaches))
+				}
+				return nil
+			}
+		},
+	})
+}
+
+// report is the outcome of a scenario run.
+type report struct {
+	s                        scenario
+	components               []component
+	published, dups, hostile int64
+	snap                     tallySnapshot
+	rows                     map[string]int64
+	elapsed                  time.Duration
+	p50, p99                 time.Duration
+	breaches                 []string
+}
+
+// runScenario runs a scenario end to end on the embedded environment and
+// checks the invariants.
+func runScenario(ctx context.Context, cfgPath string, s scenario, standins string, timeout time.Duration, level slog.Level, out io.Writer) (*report, error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Runtime.SessionTimeout = 10 * time.Second
+	fmt.Fprintln(out, "Components:")
+	env, err := startEmbedded(ctx, cfg, s.RunID, standins, out)
+	if err != nil {
+		return nil, err
+	}
+	defer env.close()
+
+	env.parts.log = quietLogger(os.Stderr, level)
+	p, err := buildPipeline(ctx, cfg, allStages, env.parts)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	runDone := make(chan error, 1)
+	if err := publishBatches(ctx, env.brokers, s); err != nil {
+		return nil, err
+	}
+	go func() { runDone <- p.Run(runCtx) }()
+
+	t := newTally(s.hotBatch())
+	tctx, stopTally := context.WithCancel(ctx)
+	defer stopTally()
+	ready := make(chan struct{})
+	go t.run(tctx, env.brokers, ready)
+	<-ready
+
+	fmt.Fprintf(out, "\nPublishing %d claims from %d producers (%.0f%% duplicated, %.0f%% on hot batch %s with stock %d) plus %d hostile records...\n",
+		s.Claims, s.Producers, s.DupRate*100, s.HotShare*100, s.hotBatch(), s.HotStock, len(hostileRecords(s.RunID)))
+	start := time.Now()
+	var pub published
+	genDone := make(chan error, 1)
+	go func() { genDone <- generate(ctx, env.brokers, s, &pub) }()
+
+	rep := &report{s: s, components: env.components, rows: map[string]int64{}}
+	deadline := time.After(timeout)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	generating := true
+	for {
+		select {
+		case err := <-genDone:
+			if err != nil {
+				return nil, fmt.Errorf("publishing claims: %w", err)
+			}
+			generating = false
+			genDone = nil
+		case err := <-runDone:
+			return nil, fmt.Errorf("pipeline stopped early: %w", err)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline:
+			return nil, fmt.Errorf("%w after %s", errTimeout, timeout)
+		case <-tick.C:
+		}
+		snap := t.snapshot()
+		for name, c := range env.counters {
+			if n, err := c.CountGrants(ctx); err == nil {
+				rep.rows[name] = n
+			}
+		}
+		el := time.Since(start)
+		fmt.Fprintf(out, "  %5.1fs  published %7d  decided %7d  dlq %3d  mysql rows %7d  clickhouse rows %7d  %6.0f decisions/s\n",
+			el.Seconds(), pub.claims.Load()+pub.dups.Load(), snap.results, snap.deadN, rep.rows["mysql"], rep.rows["clickhouse"], float64(snap.results)/el.Seconds())
+		if !generating && snap.results >= int64(s.Claims) && snap.deadN >= pub.hostile.Load() &&
+			rep.rows["mysql"] >= int64(s.Claims) && rep.rows["clickhouse"] >= int64(s.Claims) {
+			rep.elapsed = el
+			rep.snap = snap
+			break
+		}
+	}
+	rep.published, rep.dups, rep.hostile = pub.claims.Load(), pub.dups.Load(), pub.hostile.Load()
+	ps := t.percentiles(0.5, 0.99)
+	rep.p50, rep.p99 = ps[0], ps[1]
+	stopRun()
+	if err := <-runDone; err != nil {
+		return nil, err
+	}
+	rep.check()
+	return rep, nil
+}
+
+// check records every broken invariant.
+func (r *report) check() {
+	b := func(format string, args ...any) { r.breaches = append(r.breaches, fmt.Sprintf(format, args...)) }
+	if r.snap.results != int64(r.s.Claims) {
+		b("%d distinct results for %d distinct claims", r.snap.results, r.s.Claims)
+	}
+	if r.snap.hotGrants > r.s.HotStock {
+		b("hot batch over-issued: %d grants, stock %d", r.snap.hotGrants, r.s.HotStock)
+	}
+	for batch, n := range r.snap.maxPerUser {
+		limit := 2
+		if batch == r.s.hotBatch() {
+			limit = 1
+		}
+		if n > limit {
+			b("a user got %d coupons of %s (limit %d)", n, batch, limit)
+		}
+	}
+	for name, n := range r.rows {
+		if n != r.snap.results {
+			b("%s holds %d rows for %d results", name, n, r.snap.results)
+		}
+	}
+	if r.snap.deadN != r.hostile {
+		b("%d records in the DLQ, %d hostile records published", r.snap.deadN, r.hostile)
+	}
+}
+
+func (r *report) print(w io.Writer) {
+	fmt.Fprintf(w, "\nSummary\n")
+	fmt.Fprintf(w, "  events in        %d claims published (%d distinct + %d duplicates) + %d hostile records\n", r.published+r.dups, r.published, r.dups, r.hostile)
+	fmt.Fprintf(w, "  grants           %d (hot batch %s: %d of stock %d)\n", r.snap.granted, r.s.hotBatch(), r.snap.hotGrants, r.s.HotStock)
+	var reasons []string
+	for k, v := range r.snap.byReason {
+		reasons = append(reasons, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(reasons)
+	fmt.Fprintf(w, "  rejections       %d (%s)\n", r.snap.results-r.snap.granted, strings.Join(reasons, ", "))
+	names := make([]string, 0, len(r.rows))
+	for k := range r.rows {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		kind := ""
+		for _, c := range r.components {
+			if strings.EqualFold(c.name, n) {
+				kind = " (" + c.kind + ")"
+			}
+		}
+		fmt.Fprintf(w, "  rows in %-9s%d%s\n", n, r.rows[n], kind)
+	}
+	var dead []string
+	for k, v := range r.snap.deadBy {
+		dead = append(dead, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(dead)
+	fmt.Fprintf(w, "  DLQ              %d (%s)\n", r.snap.deadN, strings.Join(dead, ", "))
+	fmt.Fprintf(w, "  elapsed          %s\n", r.elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "  throughput       %.0f events/s end to end (claim published → row in both sinks)\n", float64(r.published+r.dups)/r.elapsed.Seconds())
+	fmt.Fprintf(w, "  latency          claim→decision p50 %s, p99 %s\n", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
+	if len(r.breaches) == 0 {
+		fmt.Fprintf(w, "  invariants       OK: one result per claim, grants ≤ stock, per-user limits held, one row per result in each sink, every hostile record in the DLQ\n")
+		return
+	}
+	for _, br := range r.breaches {
+		fmt.Fprintf(w, "  BROKEN           %s\n", br)
+	}
+}

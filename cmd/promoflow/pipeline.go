@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/promoflow/promoflow/internal/stream"
+	"github.com/promoflow/promoflow/internal/topology"
+	"github.com/promoflow/promoflow/processors/coupon"
+	"github.com/promoflow/promoflow/schemas"
+	"github.com/promoflow/promoflow/sinks/clickhouse"
+	"github.com/promoflow/promoflow/sinks/mysql"
+)
+
+// Stage names accepted by `promoflow run --only`.
+const (
+	stageCoupon     = "coupon"
+	stageMySQL      = "sink-mysql"
+	stageClickHouse = "sink-clickhouse"
+)
+
+var allStages = []string{stageCoupon, stageMySQL, stageClickHouse}
+
+// sinkWriter is a sink as the pipeline holds it.
+type sinkWriter interface {
+	stream.BatchWriter
+	Close() error
+}
+
+// parts are the connections a pipeline is built from. Fields left nil are
+// opened from the config; the demo fills them with stand-ins.
+type parts struct {
+	log        *slog.Logger
+	rdb        redis.UniversalClient
+	mysql      sinkWriter
+	clickhouse sinkWriter
+}
+
+// pipeline is the set of stages one `promoflow run` process runs.
+type pipeline struct {
+	cfg     *Config
+	log     *slog.Logger
+	runners []*stream.Runner
+	views   []*stream.View
+	batches *coupon.Batches
+	closers []func() error
+}
+
+// stageDecls returns the declarations of every stage, without connecting,
+// for topology checks and `promoflow topics graph`.
+func stageDecls() []topology.Node {
+	p := coupon.New(nil, nil)
+	nodes := []topology.Node{p.Stage().Node()}
+	for _, s := range sinkStages(nil, nil) {
+		nodes = append(nodes, s.Node())
+	}
+	return nodes
+}
+
+var grantDecidedV1 = schemas.TypeVersion{Type: schemas.TypeCouponGrantDecided, Version: 1}.String()
+var claimRequestedV1 = schemas.TypeVersion{Type: schemas.TypeCouponClaimRequested, Version: 1}.String()
+
+// sinkStages declares the sink stages: MySQL keeps decisions (the system of
+// record); ClickHouse keeps the raw claims and the decisions (reporting).
+func sinkStages(my, ch stream.BatchWriter) []stream.Stage {
+	sinkFetch := []kgo.Opt{kgo.FetchMinBytes(256 << 10), kgo.FetchMaxWait(200 * time.Millisecond)}
+	m := stream.SinkStage(stageMySQL, "promoflow-sink-mysql",
+		[]string{coupon.TopicGrants}, []string{grantDecidedV1}, my)
+	m.ClientOpts = sinkFetch
+	c := stream.SinkStage(stageClickHouse, "promoflow-sink-clickhouse",
+		[]string{coupon.TopicClaims, coupon.TopicGrants}, []string{claimRequestedV1, grantDecidedV1}, ch)
+	c.ClientOpts = sinkFetch
+	return []stream.Stage{m, c}
+}
+
+func parseOnly(only string) ([]string, error) {
+	if only == "" || only == "all" {
+		return allStages, nil
+	}
+	var out []string
+	for _, s := range splitList(only) {
+		found := false
+		for _, a := range allStages {
+			if s == a {
+				found = true
+			}
+		}
+		if !found {
+			return nil, usagef("unknown stage %q (stages: %s)", s, strings.Join(allStages, ", "))
+		}
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func has(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func newRedis(c RedisConfig) redis.UniversalClient {
+	if len(c.ClusterAddrs) > 0 {
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.ClusterAddrs, Username: c.Username, Password: c.Password})
+	}
+	return redis.NewClient(&redis.Options{Addr: c.Addr, Username: c.Username, Password: c.Password, DB: c.DB})
+}
+
+func (c *Config) streamConfig(log *slog.Logger) stream.Config {
+	return stream.Config{
+		Brokers:        c.Kafka.Brokers,
+		DLQTopic:       c.Runtime.DLQTopic,
+		MaxPollRecords: c.Runtime.MaxPollRecords,
+		SessionTimeout: c.Runtime.SessionTimeout,
+		Logger:         log,
+	}
+}
+
+// buildPipeline connects the chosen stages. Nothing runs until Run.
+func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) (_ *pipeline, err error) {
+	log := pt.log
+	if log == nil {
+		log = cfg.logger()
+	}
+	p := &pipeline{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	scfg := cfg.streamConfig(log)
+
+	if has(stages, stageCoupon) {
+		rdb := pt.rdb
+		if rdb == nil {
+			rdb = newRedis(cfg.Redis)
+			p.closers = append(p.closers, rdb.Close)
+		}
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return nil, fmt.Errorf("connecting to redis: %w", err)
+		}
+		store := coupon.NewStore(rdb, coupon.WithKeyPrefix(cfg.Redis.KeyPrefix), coupon.WithDecisionTTL(cfg.Coupon.DecisionTTL))
+		if err := store.Load(ctx); err != nil {
+			return nil, err
+		}
+		p.batches = coupon.NewBatches()
+		view, err := stream.NewView(scfg, coupon.TopicAdmin, p.batches.Apply)
+		if err != nil {
+			return nil, err
+		}
+		p.views = append(p.views, view)
+		sc := scfg
+		sc.Fencer = &stream.RedisFencer{Client: rdb, Prefix: cfg.Redis.KeyPrefix}
+		r, err := stream.New(sc, coupon.New(store, p.batches).Stage())
+		if err != nil {
+			return nil, err
+		}
+		p.runners = append(p.runners, r)
+	}
+
+	var my, ch sinkWriter = pt.mysql, pt.clickhouse
+	if has(stages, stageMySQL) && my == nil {
+		s, err := mysql.New(ctx, cfg.MySQL)
+		if err != nil {
+			return nil, fmt.Errorf("starting mysql sink: %w", err)
+		}
+		my = s
+		p.closers = append(p.closers, s.Close)
+	}
+	if has(stages, stageClickHouse) && ch == nil {
+		s, err := clickhouse.New(ctx, cfg.ClickHouse)
+		if err != nil {
+			return nil, fmt.Errorf("starting clickhouse sink: %w", err)
+		}
+		ch = s
+		p.closers = append(p.closers, s.Close)
+	}
+	for _, st := range sinkStages(my, ch) {
+		if !has(stages, st.Name) {
+			continue
+		}
+		r, err := stream.New(scfg, st)
+		if err != nil {
+			return nil, err
+		}
+		p.runners = append(p.runners, r)
+	}
+	return p, nil
+}
+
+// Run runs every stage until ctx ends. Processors start consuming only after
+// the batch cache has caught up with the admin topic. Shutdown follows the
+// data flow: each runner stops polling, finishes and commits its batch in
+// flight and leaves its group; then connections close.
+func (p *pipeline) Run(ctx context.Context) error {
+	defer p.close()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(p.runners)+len(p.views))
+	vctx, stopViews := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopViews()
+	for _, v := range p.views {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := v.Run(vctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	for _, v := range p.views {
+		if err := v.WaitCaughtUp(ctx); err != nil {
+			stopViews()
+			wg.Wait()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	if p.batches != nil {
+		p.log.Info("coupon batch cache loaded", "batches", p.batches.Len())
+	}
+	var rwg sync.WaitGroup
+	for _, r := range p.runners {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			if err := r.Run(ctx); err != nil {
+				errs <- fmt.Errorf("stage %s: %w", r.Stage().Name, err)
+			}
+		}()
+	}
+	rwg.Wait()
+	stopViews()
+	wg.Wait()
+	close(errs)
+	var all []error
+	for e := range errs {
+		all = append(all, e)
+	}
+	return errors.Join(all...)
+}
+
+// Stats returns each stage's counters.
+func (p *pipeline) Stats() map[string]stream.Stats {
+	out := map[string]stream.Stats{}
+	for _, r := range p.runners {
+		out[r.Stage().Name] = r.Stats()
+	}
+	return out
+}
+
+func (p *pipeline) close() {
+	for _, r := range p.runners {
+		r.Close()
+	}
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		if err := p.closers[i](); err != nil {
+			p.log.Warn("closing", "err", err)
+		}
+	}
+	p.closers = nil
+}

@@ -1,0 +1,45 @@
+// Package clickhouse is the sink that writes pipeline results and raw events
+// to ClickHouse for analysts. It owns the reporting database (created on
+// start, "promoflow" by default) and its tables and views; it reads nothing
+// from Kafka and must not import processors/.
+//
+// # Tables
+//
+//   - coupon_grants: one row per coupon.grant.decided result, the columns of
+//     the MySQL sink's coupon_grant tables. Times are DateTime (seconds) plus
+//     UInt64 milliseconds since the epoch (claimed_at_ms, decided_at_ms).
+//     ReplacingMergeTree(decided_at_ms) ORDER BY result_id, partitioned by
+//     the month of decided_at.
+//   - events_raw: every event written, whatever its type, with its payload
+//     as JSON text. ReplacingMergeTree ORDER BY (type, app_id, event_id),
+//     partitioned by the month of occurred_at.
+//   - coupon_grants_final, events_raw_final: views over the tables with FINAL.
+//
+// So a grant decision lands in coupon_grants and events_raw, and a raw input
+// event (coupon.claim.requested, …) in events_raw only. Any event whose
+// (type, version) has a schema is accepted: for schema-valid events
+// WriteBatch never returns [ErrUnsupportedType], only for types the schemas
+// package does not know. Adding a result table means adding a table writer
+// (see table.go).
+//
+// # Idempotency
+//
+// WriteBatch drops duplicates within a batch (by result_id, and by type, app
+// and event id for raw events) and inserts each table with one native batch.
+// A replayed batch inserts its rows again; ReplacingMergeTree collapses them
+// only when parts merge, at a time of ClickHouse's choosing. Readers that
+// need one row per result query with FINAL, or the *_final views:
+//
+//	SELECT count() FROM coupon_grants FINAL
+//	SELECT status, count() FROM coupon_grants_final GROUP BY status
+//
+// # Compatibility
+//
+// The sink speaks the native protocol only, and its SQL runs on ClickHouse
+// 18.16 (the Debian package used in tests) as well as current releases: no
+// LowCardinality, no DateTime64, inserts always name their columns (18.16
+// otherwise yields a batch without columns), and values travel in native
+// batches rather than as bound query arguments. DateTime holds 1970 to
+// 2105: times outside that range are clamped to it (and the millisecond
+// columns to 0) rather than failing the batch forever.
+package clickhouse

@@ -1,0 +1,12 @@
+package clickhouse
+
+import "github.com/promoflow/promoflow/sinks"
+
+// ErrUnsupportedType is wrapped by WriteBatch when the batch holds an event
+// whose (type, version) has no schema; nothing of the batch is written.
+// Schema-valid events are always accepted (into events_raw at least). It is
+// [sinks.ErrUnsupportedType].
+var ErrUnsupportedType = sinks.ErrUnsupportedType
+
+// ErrClosed is wrapped by WriteBatch after Close. It is [sinks.ErrClosed].
+var ErrClosed = sinks.ErrClosed

@@ -1,0 +1,261 @@
+package mysql_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/promoflow/promoflow/internal/testenv"
+	"github.com/promoflow/promoflow/sinks/mysql"
+	"github.com/promoflow/promoflow/sinks/sinktest"
+)
+
+// integration skips t when PROMOFLOW_SKIP_INTEGRATION=1. Otherwise an
+// unreachable server fails the test: CI installs and starts it.
+func integration(t testing.TB) {
+	t.Helper()
+	if os.Getenv("PROMOFLOW_SKIP_INTEGRATION") == "1" {
+		t.Skip("PROMOFLOW_SKIP_INTEGRATION=1")
+	}
+}
+
+// newSink returns a sink over fresh databases named after the test, and a
+// reader of them; the databases are dropped when the test ends.
+func newSink(t testing.TB, cfg mysql.Config) (*mysql.Sink, *reader) {
+	t.Helper()
+	integration(t)
+	cfg.DSN = testenv.MySQLDSN()
+	cfg.DatabasePrefix = testenv.Name("pf")
+	ctx := testenv.Context(t, 30*time.Second)
+	s, err := mysql.New(ctx, cfg)
+	// Registered first so it runs last, and even after a partial start.
+	t.Cleanup(func() {
+		if err := dropDatabases(cfg); err != nil && s != nil {
+			t.Errorf("dropping test databases: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatalf("starting mysql sink on %s: %v", cfg.DSN, err)
+	}
+	cfg = s.Config()
+	r := &reader{cfg: cfg}
+	t.Cleanup(func() {
+		_ = s.Close()
+		for _, db := range r.dbs {
+			_ = db.Close()
+		}
+	})
+	for i := range cfg.NumDatabases() {
+		db, err := openDatabase(fmt.Sprintf("%s_%d", cfg.DatabasePrefix, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.dbs = append(r.dbs, db)
+	}
+	return s, r
+}
+
+func openDatabase(name string) (*sql.DB, error) {
+	mc, err := driver.ParseDSN(testenv.MySQLDSN())
+	if err != nil {
+		return nil, err
+	}
+	mc.DBName = name
+	mc.ParseTime = true
+	conn, err := driver.NewConnector(mc)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(2)
+	return db, nil
+}
+
+func dropDatabases(cfg mysql.Config) error {
+	db, err := openDatabase("")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range cfg.NumDatabases() {
+		if _, err := db.ExecContext(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS `%s_%d`", cfg.DatabasePrefix, i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reader reads the shard tables directly, as other services do.
+type reader struct {
+	cfg mysql.Config
+	dbs []*sql.DB
+}
+
+func (r *reader) GrantRows(ctx context.Context) (map[string]sinktest.GrantRow, int, error) {
+	rows := map[string]sinktest.GrantRow{}
+	total := 0
+	for i, db := range r.dbs {
+		for j := range r.cfg.TablesPerDatabase {
+			res, err := db.QueryContext(ctx, fmt.Sprintf(
+				"SELECT result_id, claim_event_id, app_id, batch_id, user_id, status, reason, coupon_id, grant_seq, claimed_at, decided_at FROM coupon_grant_%d", j))
+			if err != nil {
+				return nil, 0, fmt.Errorf("reading %s_%d.coupon_grant_%d: %w", r.cfg.DatabasePrefix, i, j, err)
+			}
+			for res.Next() {
+				var g sinktest.GrantRow
+				if err := res.Scan(&g.ResultID, &g.ClaimEventID, &g.AppID, &g.BatchID, &g.UserID, &g.Status,
+					&g.Reason, &g.CouponID, &g.GrantSeq, &g.ClaimedAt, &g.DecidedAt); err != nil {
+					res.Close()
+					return nil, 0, err
+				}
+				rows[g.ResultID] = g
+				total++
+			}
+			if err := res.Err(); err != nil {
+				return nil, 0, err
+			}
+			res.Close()
+		}
+	}
+	return rows, total, nil
+}
+
+func (r *reader) ShardRows(ctx context.Context) ([]int, error) {
+	var out []int
+	for _, db := range r.dbs {
+		for j := range r.cfg.TablesPerDatabase {
+			var n int
+			if err := db.QueryRowContext(ctx, fmt.Sprintf("SELECT COUNT(*) FROM coupon_grant_%d", j)).Scan(&n); err != nil {
+				return nil, err
+			}
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func TestIntegrationMySQLConformance(t *testing.T) {
+	integration(t)
+	// BatchRows below the suite's batch sizes exercises chunking; three
+	// databases of three tables exercise a layout other than the default.
+	cfg := mysql.Config{Databases: 3, TablesPerDatabase: 3, BatchRows: 70}
+	sinktest.Run(t, func(t *testing.T) (sinktest.Sink, sinktest.Reader) {
+		return newSink(t, cfg)
+	})
+}
+
+func TestIntegrationMySQLRowsLiveWhereRouteSays(t *testing.T) {
+	s, r := newSink(t, mysql.Config{})
+	ctx := testenv.Context(t, 30*time.Second)
+	events := sinktest.Grants(t, "route", 300)
+	if err := s.WriteBatch(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	rows, _, err := r.GrantRows(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range rows {
+		db, table := s.Config().Route(g.UserID)
+		var n int
+		q := fmt.Sprintf("SELECT COUNT(*) FROM coupon_grant_%d WHERE user_id = ? AND result_id = ?", table)
+		if err := r.dbs[db].QueryRowContext(ctx, q, g.UserID, g.ResultID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("user %s: %d rows of result %s in shard (%d, %d) that Route names", g.UserID, n, g.ResultID, db, table)
+		}
+	}
+}
+
+func TestIntegrationMySQLReplayKeepsCreatedAt(t *testing.T) {
+	s, r := newSink(t, mysql.Config{Databases: 1, TablesPerDatabase: 1})
+	ctx := testenv.Context(t, 30*time.Second)
+	events := sinktest.Grants(t, "created", 5)
+	if err := s.WriteBatch(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	createdAt := func() map[string]time.Time {
+		res, err := r.dbs[0].QueryContext(ctx, "SELECT result_id, created_at FROM coupon_grant_0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Close()
+		out := map[string]time.Time{}
+		for res.Next() {
+			var id string
+			var at time.Time
+			if err := res.Scan(&id, &at); err != nil {
+				t.Fatal(err)
+			}
+			out[id] = at
+		}
+		return out
+	}
+	before := createdAt()
+	time.Sleep(20 * time.Millisecond)
+	if err := s.WriteBatch(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	after := createdAt()
+	if len(before) != len(events) || fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Errorf("created_at before replay %v, after %v", before, after)
+	}
+}
+
+func TestIntegrationMySQLNewIsIdempotent(t *testing.T) {
+	s, r := newSink(t, mysql.Config{})
+	ctx := testenv.Context(t, 30*time.Second)
+	events := sinktest.Grants(t, "restart", 50)
+	if err := s.WriteBatch(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	// A restart over existing databases and tables keeps the rows.
+	again, err := mysql.New(ctx, s.Config())
+	if err != nil {
+		t.Fatalf("restarting over existing tables: %v", err)
+	}
+	defer again.Close()
+	if err := again.WriteBatch(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	if _, total, err := r.GrantRows(ctx); err != nil || total != len(events) {
+		t.Errorf("after restart: %d rows, err %v; want %d", total, err, len(events))
+	}
+}
+
+func TestIntegrationMySQLShardsConfig(t *testing.T) {
+	integration(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	prefix := testenv.Name("pfshard")
+	var shards []string
+	for i := range 2 {
+		mc, err := driver.ParseDSN(testenv.MySQLDSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc.DBName = fmt.Sprintf("%s_%d", prefix, i)
+		shards = append(shards, mc.FormatDSN())
+	}
+	cfg := mysql.Config{Shards: shards, TablesPerDatabase: 2}
+	t.Cleanup(func() {
+		if err := dropDatabases(mysql.Config{DatabasePrefix: prefix, Databases: 2}); err != nil {
+			t.Errorf("dropping test databases: %v", err)
+		}
+	})
+	s, err := mysql.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("starting mysql sink with shards: %v", err)
+	}
+	defer s.Close()
+	if err := s.WriteBatch(ctx, sinktest.Grants(t, "shards", 100)); err != nil {
+		t.Fatal(err)
+	}
+}
