@@ -37,6 +37,10 @@ func (tv TypeVersion) String() string { return fmt.Sprintf("%s.v%d", tv.Type, tv
 type registry struct {
 	envelope *jsonschema.Schema
 	payloads map[TypeVersion]*jsonschema.Schema
+	// fastEnvelope and fastPayloads are the same schemas compiled into
+	// the checks of fastcheck.go, used on the hot path.
+	fastEnvelope *objRule
+	fastPayloads map[TypeVersion]*objRule
 	// keyFields names, per schema, the payload field that must equal the
 	// envelope key (the schema's "x-promoflow-key" annotation).
 	keyFields map[TypeVersion]string
@@ -63,6 +67,7 @@ func compile() (*registry, error) {
 		return nil, err
 	}
 	keys := map[string]string{}
+	fast := map[string]*rule{}
 	for _, name := range names {
 		b, err := files.ReadFile(name)
 		if err != nil {
@@ -77,11 +82,19 @@ func compile() (*registry, error) {
 				keys[path.Base(name)] = k
 			}
 		}
+		fr, err := compileRule(path.Base(name), doc)
+		if err != nil {
+			return nil, fmt.Errorf("compiling checks for %s: %w", name, err)
+		}
+		if fr.kind != kindObject {
+			return nil, fmt.Errorf("schema %s must describe an object", name)
+		}
+		fast[path.Base(name)] = fr
 		if err := c.AddResource(path.Base(name), doc); err != nil {
 			return nil, fmt.Errorf("adding schema %s: %w", name, err)
 		}
 	}
-	r := &registry{payloads: map[TypeVersion]*jsonschema.Schema{}, keyFields: map[TypeVersion]string{}}
+	r := &registry{payloads: map[TypeVersion]*jsonschema.Schema{}, keyFields: map[TypeVersion]string{}, fastPayloads: map[TypeVersion]*objRule{}}
 	for _, name := range names {
 		base := path.Base(name)
 		sch, err := c.Compile(base)
@@ -90,6 +103,7 @@ func compile() (*registry, error) {
 		}
 		if base == envelopeFile {
 			r.envelope = sch
+			r.fastEnvelope = fast[base].obj
 			continue
 		}
 		m := payloadFile.FindStringSubmatch(base)
@@ -99,6 +113,7 @@ func compile() (*registry, error) {
 		v, _ := strconv.Atoi(m[2])
 		tv := TypeVersion{m[1], v}
 		r.payloads[tv] = sch
+		r.fastPayloads[tv] = fast[base].obj
 		r.keyFields[tv] = keys[base]
 	}
 	if r.envelope == nil {

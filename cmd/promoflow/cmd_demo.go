@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime/pprof"
 	"flag"
 	"fmt"
 	"io"
@@ -38,7 +39,15 @@ not. Needs nothing but Go; real servers are used in their own databases/keys
 			standins := fs.String("standins", "auto", "auto: real servers where reachable; always: embedded stand-ins only; never: fail if a server is down")
 			timeout := fs.Duration("timeout", 10*time.Minute, "give up if the pipeline has not caught up by then")
 			verbose := fs.Bool("v", false, "show the pipeline's info logs")
+			cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 			return func(ctx context.Context, args []string) error {
+				if *cpuprofile != "" {
+					stop, err := startCPUProfile(*cpuprofile)
+					if err != nil {
+						return err
+					}
+					defer stop()
+				}
 				if len(args) > 0 {
 					return usagef("unexpected arguments %q", args)
 				}
@@ -241,4 +250,16 @@ func (r *report) print(w io.Writer) {
 	for _, br := range r.breaches {
 		fmt.Fprintf(w, "  BROKEN           %s\n", br)
 	}
+}
+
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

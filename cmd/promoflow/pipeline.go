@@ -79,6 +79,9 @@ func sinkStages(my, ch stream.BatchWriter) []stream.Stage {
 	c := stream.SinkStage(stageClickHouse, "promoflow-sink-clickhouse",
 		[]string{coupon.TopicClaims, coupon.TopicGrants}, []string{claimRequestedV1, grantDecidedV1}, ch)
 	c.ClientOpts = sinkFetch
+	// The coupon processor owns coupon.claims and dead-letters its invalid
+	// records; the archive must not dead-letter them a second time.
+	c.SkipInvalid = true
 	return []stream.Stage{m, c}
 }
 

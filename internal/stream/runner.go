@@ -34,7 +34,9 @@ const maxDeadValue = 256 << 10
 // Stats counts what a Runner did. Read it with Runner.Stats.
 type Stats struct {
 	In, Out, Dead, Committed int64
-	FailedBatches, Fenced    int64
+	// Skipped counts invalid records a SkipInvalid stage passed over.
+	Skipped               int64
+	FailedBatches, Fenced int64
 	DeadByReason             map[string]int64
 }
 
@@ -58,7 +60,7 @@ type Runner struct {
 	mu    sync.Mutex
 	owned map[tp]*partState
 
-	in, out, dead, committed, failed, fenced atomic.Int64
+	in, out, dead, committed, failed, fenced, skipped atomic.Int64
 	deadMu                                   sync.Mutex
 	deadBy                                   map[string]int64
 
@@ -139,7 +141,7 @@ func (r *Runner) Stats() Stats {
 	r.deadMu.Unlock()
 	return Stats{
 		In: r.in.Load(), Out: r.out.Load(), Dead: r.dead.Load(), Committed: r.committed.Load(),
-		FailedBatches: r.failed.Load(), Fenced: r.fenced.Load(), DeadByReason: by,
+		Skipped: r.skipped.Load(), FailedBatches: r.failed.Load(), Fenced: r.fenced.Load(), DeadByReason: by,
 	}
 }
 
@@ -416,6 +418,11 @@ func (r *Runner) decodePart(ctx context.Context, w *partWork) {
 			err = &schemas.InvalidError{Reason: schemas.ReasonKeyMismatch, Detail: fmt.Sprintf("record key %q is not envelope key %q", truncate(string(rec.Key), 64), env.Key)}
 		}
 		if err != nil {
+			if r.stage.SkipInvalid {
+				r.skipped.Add(1)
+				r.log.Debug("skipping invalid record (its owner stage dead-letters it)", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+				continue
+			}
 			reason := string(schemas.ReasonOf(err))
 			if reason == "" {
 				reason = "decode_error"

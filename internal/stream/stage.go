@@ -84,6 +84,11 @@ type Stage struct {
 	// write few large batches; it gives up per-partition ordering, which an
 	// idempotent upsert does not need.
 	WholePoll bool
+	// SkipInvalid makes the stage count and log records that fail to
+	// decode instead of dead-lettering them. Set it on a stage that reads a
+	// topic another stage owns (e.g. a sink archiving raw input events), so
+	// that each bad record reaches the dead-letter topic once, from its owner.
+	SkipInvalid bool
 	// ClientOpts are extra franz-go options for this stage only (e.g.
 	// kgo.FetchMinBytes and kgo.FetchMaxWait to let a sink's batches fill).
 	ClientOpts []kgo.Opt

@@ -1,0 +1,318 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// The embedded JSON Schema files are the contract. Validating each event
+// with a general JSON Schema engine costs ~25µs (a generic decode plus an
+// interpreter walk), four times per claim in a running pipeline, so the
+// files are also compiled into the checks below, which implement exactly
+// the subset of JSON Schema the files use and refuse to compile any other
+// keyword. The general engine stays the reference: it validates the files
+// themselves at load, and FuzzDecodeMatchesReference checks that both agree
+// on arbitrary input.
+
+type ruleKind int
+
+const (
+	kindAny ruleKind = iota
+	kindObject
+	kindString
+	kindInteger
+)
+
+type rule struct {
+	kind           ruleKind
+	pattern        *regexp.Regexp
+	minLen, maxLen int // -1 = none
+	enum           map[string]bool
+	dateTime       bool
+	hasMin, hasMax bool
+	min, max       int64
+	obj            *objRule
+}
+
+type objRule struct {
+	names    []string // declared property order, for stable errors
+	props    map[string]*rule
+	required []string
+	closed   bool
+}
+
+// annotation keywords carry no assertion.
+var annotations = map[string]bool{"$schema": true, "$id": true, "title": true, "description": true, "x-promoflow-key": true}
+
+func compileRule(path string, v any) (*rule, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: schema is not an object", path)
+	}
+	r := &rule{minLen: -1, maxLen: -1}
+	for k, val := range m {
+		switch {
+		case annotations[k]:
+		case k == "type":
+			switch val {
+			case "object":
+				r.kind = kindObject
+			case "string":
+				r.kind = kindString
+			case "integer":
+				r.kind = kindInteger
+			default:
+				return nil, fmt.Errorf("%s: unsupported type %v", path, val)
+			}
+		case k == "properties", k == "required", k == "additionalProperties":
+			// handled with the object below
+		case k == "pattern":
+			re, err := regexp.Compile(val.(string))
+			if err != nil {
+				return nil, fmt.Errorf("%s: pattern: %w", path, err)
+			}
+			r.pattern = re
+		case k == "minLength", k == "maxLength", k == "minimum", k == "maximum":
+			n, err := strconv.ParseInt(fmt.Sprint(val), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", path, k, err)
+			}
+			switch k {
+			case "minLength":
+				r.minLen = int(n)
+			case "maxLength":
+				r.maxLen = int(n)
+			case "minimum":
+				r.hasMin, r.min = true, n
+			case "maximum":
+				r.hasMax, r.max = true, n
+			}
+		case k == "format":
+			if val != "date-time" {
+				return nil, fmt.Errorf("%s: unsupported format %v", path, val)
+			}
+			r.dateTime = true
+		case k == "enum":
+			r.enum = map[string]bool{}
+			for _, e := range val.([]any) {
+				s, ok := e.(string)
+				if !ok {
+					return nil, fmt.Errorf("%s: enum values must be strings", path)
+				}
+				r.enum[s] = true
+			}
+			if r.kind == kindAny {
+				r.kind = kindString
+			}
+		default:
+			return nil, fmt.Errorf("%s: keyword %q is not supported by the compiled checks (schemas/fastcheck.go)", path, k)
+		}
+	}
+	if r.kind == kindAny && r.enum != nil {
+		r.kind = kindString
+	}
+	if r.kind == kindObject {
+		o := &objRule{props: map[string]*rule{}}
+		if props, ok := m["properties"].(map[string]any); ok {
+			for name, pv := range props {
+				pr, err := compileRule(path+"."+name, pv)
+				if err != nil {
+					return nil, err
+				}
+				o.props[name] = pr
+				o.names = append(o.names, name)
+			}
+			sort.Strings(o.names)
+		}
+		if req, ok := m["required"].([]any); ok {
+			for _, x := range req {
+				o.required = append(o.required, x.(string))
+			}
+		}
+		if ap, ok := m["additionalProperties"]; ok {
+			if ap != false {
+				return nil, fmt.Errorf("%s: only additionalProperties: false is supported", path)
+			}
+			o.closed = true
+		}
+		r.obj = o
+	} else if _, ok := m["properties"]; ok {
+		return nil, fmt.Errorf("%s: properties without type object", path)
+	}
+	return r, nil
+}
+
+// check validates raw (part of a document already checked to be valid
+// JSON) against o and returns its members.
+func (o *objRule) check(raw []byte, path string) (members, error) {
+	m, ok := splitObject(raw)
+	if !ok {
+		return nil, fmt.Errorf("%s: want an object", path)
+	}
+	return m, o.checkMembers(m, path)
+}
+
+// checkMembers validates an object's members against o.
+func (o *objRule) checkMembers(m members, path string) error {
+	for _, req := range o.required {
+		if _, ok := m.get(req); !ok {
+			return fmt.Errorf("%s: missing property %q", path, req)
+		}
+	}
+	for _, name := range o.names {
+		v, ok := m.get(name)
+		if !ok {
+			continue
+		}
+		if err := o.props[name].check(v, path+"."+name); err != nil {
+			return err
+		}
+	}
+	if o.closed {
+		var extra []string
+		for _, mb := range m {
+			if _, ok := o.props[mb.name]; !ok {
+				extra = append(extra, mb.name)
+			}
+		}
+		if len(extra) > 0 {
+			sort.Strings(extra)
+			return fmt.Errorf("%s: property %q is not allowed", path, truncateString(extra[0], 40))
+		}
+	}
+	return nil
+}
+
+func (r *rule) check(raw []byte, path string) error {
+	switch r.kind {
+	case kindObject:
+		_, err := r.obj.check(raw, path)
+		return err
+	case kindString:
+		s, err := rawString(raw)
+		if err != nil {
+			return fmt.Errorf("%s: %v", path, err)
+		}
+		return r.checkString(s, path)
+	case kindInteger:
+		_, err := r.integer(raw, path)
+		return err
+	}
+	return nil
+}
+
+func (r *rule) checkString(s, path string) error {
+	if r.minLen >= 0 || r.maxLen >= 0 {
+		n := utf8.RuneCountInString(s)
+		if r.minLen >= 0 && n < r.minLen {
+			return fmt.Errorf("%s: shorter than %d characters", path, r.minLen)
+		}
+		if r.maxLen >= 0 && n > r.maxLen {
+			return fmt.Errorf("%s: longer than %d characters", path, r.maxLen)
+		}
+	}
+	if r.enum != nil && !r.enum[s] {
+		return fmt.Errorf("%s: %q is not one of the allowed values", path, truncateString(s, 40))
+	}
+	if r.pattern != nil && !r.pattern.MatchString(s) {
+		return fmt.Errorf("%s: %q does not match %s", path, truncateString(s, 40), r.pattern)
+	}
+	if r.dateTime {
+		if _, err := parseDateTime(s); err != nil {
+			return fmt.Errorf("%s: %q is not an RFC 3339 date-time", path, truncateString(s, 40))
+		}
+	}
+	return nil
+}
+
+func (r *rule) integer(raw []byte, path string) (int64, error) {
+	s := string(bytes.TrimSpace(raw))
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || (len(s) > 1 && (s[0] == '0' || (s[0] == '-' && s[1] == '0'))) {
+		return 0, fmt.Errorf("%s: want an integer, got %s", path, truncateString(s, 40))
+	}
+	if r.hasMin && n < r.min {
+		return 0, fmt.Errorf("%s: %d is below the minimum %d", path, n, r.min)
+	}
+	if r.hasMax && n > r.max {
+		return 0, fmt.Errorf("%s: %d is above the maximum %d", path, n, r.max)
+	}
+	return n, nil
+}
+
+// rawString decodes a JSON string value, avoiding json.Unmarshal when it
+// has no escapes (the whole document was already checked to be valid JSON).
+func rawString(raw []byte) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", fmt.Errorf("want a string")
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// parseDateTime accepts RFC 3339 date-times (what both JSON Schema's
+// date-time format and Go's time.Time decoding accept).
+func parseDateTime(s string) (time.Time, error) {
+	if !rfc3339Shape(s) {
+		return time.Time{}, fmt.Errorf("not RFC 3339")
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+// rfc3339Shape checks YYYY-MM-DDTHH:MM:SS[.F+](Z|±HH:MM) digit by digit;
+// time.Parse alone also takes one-digit hours.
+func rfc3339Shape(s string) bool {
+	digits := func(from, to int) bool {
+		for i := from; i < to; i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	if len(s) < 20 || !digits(0, 4) || s[4] != '-' || !digits(5, 7) || s[7] != '-' || !digits(8, 10) ||
+		s[10] != 'T' || !digits(11, 13) || s[13] != ':' || !digits(14, 16) || s[16] != ':' || !digits(17, 19) {
+		return false
+	}
+	i := 19
+	if s[i] == '.' {
+		j := i + 1
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if j == i+1 {
+			return false
+		}
+		i = j
+	}
+	rest := s[i:]
+	if rest == "Z" {
+		return true
+	}
+	return len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':' &&
+		rest[1] >= '0' && rest[1] <= '9' && rest[2] >= '0' && rest[2] <= '9' &&
+		rest[4] >= '0' && rest[4] <= '9' && rest[5] >= '0' && rest[5] <= '9'
+}
+
+func truncateString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

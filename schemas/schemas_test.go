@@ -1,0 +1,184 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+var fixedNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func testDecoder() *Decoder { return &Decoder{Now: func() time.Time { return fixedNow }} }
+
+const validClaim = `{"event_id":"evt-1","type":"coupon.claim.requested","version":1,"app_id":"shop","occurred_at":"2026-11-22T11:59:00Z","key":"u1","payload":{"batch_id":"B1","user_id":"u1","channel":"live"}}`
+
+func mutate(t testing.TB, f func(m map[string]any)) []byte {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(validClaim), &m); err != nil {
+		t.Fatal(err)
+	}
+	f(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func payload(m map[string]any) map[string]any { return m["payload"].(map[string]any) }
+
+func TestDecodeCases(t *testing.T) {
+	cases := []struct {
+		name string
+		in   []byte
+		want Reason // "" = valid
+	}{
+		{"valid", []byte(validClaim), ""},
+		{"valid without optional channel", mutate(t, func(m map[string]any) { delete(payload(m), "channel") }), ""},
+		{"valid with escapes", mutate(t, func(m map[string]any) { payload(m)["channel"] = "live \"room\" \u00e9\n" }), ""},
+		{"empty", []byte(""), ReasonMalformed},
+		{"truncated", []byte(validClaim[:40]), ReasonMalformed},
+		{"not an object", []byte(`[1,2]`), ReasonInvalidEnvelope},
+		{"null", []byte(`null`), ReasonInvalidEnvelope},
+		{"invalid utf-8", append([]byte(validClaim[:len(validClaim)-3]), 0xff, '}', '}'), ReasonInvalidUTF8},
+		{"too large", bytes.Repeat([]byte(" "), DefaultMaxBytes+1), ReasonTooLarge},
+		{"missing event_id", mutate(t, func(m map[string]any) { delete(m, "event_id") }), ReasonInvalidEnvelope},
+		{"event_id with space", mutate(t, func(m map[string]any) { m["event_id"] = "a b" }), ReasonInvalidEnvelope},
+		{"event_id too long", mutate(t, func(m map[string]any) { m["event_id"] = strings.Repeat("a", 129) }), ReasonInvalidEnvelope},
+		{"event_id max length", mutate(t, func(m map[string]any) { m["event_id"] = strings.Repeat("a", 128) }), ""},
+		{"version as string", mutate(t, func(m map[string]any) { m["version"] = "1" }), ReasonInvalidEnvelope},
+		{"version 0", mutate(t, func(m map[string]any) { m["version"] = 0 }), ReasonInvalidEnvelope},
+		{"version fractional", mutate(t, func(m map[string]any) { m["version"] = 1.5 }), ReasonInvalidEnvelope},
+		{"unknown version", mutate(t, func(m map[string]any) { m["version"] = 2 }), ReasonUnknownType},
+		{"unknown type", mutate(t, func(m map[string]any) { m["type"] = "coupon.claim.teleported" }), ReasonUnknownType},
+		{"extra envelope field", mutate(t, func(m map[string]any) { m["extra"] = 1 }), ReasonInvalidEnvelope},
+		{"bad app id", mutate(t, func(m map[string]any) { m["app_id"] = "Shop!" }), ReasonInvalidEnvelope},
+		{"occurred_at not a time", mutate(t, func(m map[string]any) { m["occurred_at"] = "yesterday" }), ReasonInvalidEnvelope},
+		{"occurred_at without zone", mutate(t, func(m map[string]any) { m["occurred_at"] = "2026-11-22T11:59:00" }), ReasonInvalidEnvelope},
+		{"occurred_at far future", mutate(t, func(m map[string]any) { m["occurred_at"] = "2026-11-22T12:06:00Z" }), ReasonFutureEvent},
+		{"occurred_at within skew", mutate(t, func(m map[string]any) { m["occurred_at"] = "2026-11-22T12:04:00Z" }), ""},
+		{"payload not object", mutate(t, func(m map[string]any) { m["payload"] = "x" }), ReasonInvalidEnvelope},
+		{"payload missing user", mutate(t, func(m map[string]any) { delete(payload(m), "user_id") }), ReasonInvalidPayload},
+		{"payload extra field", mutate(t, func(m map[string]any) { payload(m)["admin"] = true }), ReasonInvalidPayload},
+		{"sql injection in user id", mutate(t, func(m map[string]any) {
+			payload(m)["user_id"] = "u1'); DROP TABLE t; --"
+			m["key"] = payload(m)["user_id"]
+		}), ReasonInvalidPayload},
+		{"csv injection in batch", mutate(t, func(m map[string]any) { payload(m)["batch_id"] = "=cmd|' /C calc'!A0" }), ReasonInvalidPayload},
+		{"hash tag in user id", mutate(t, func(m map[string]any) { payload(m)["user_id"] = "u{1}"; m["key"] = "u{1}" }), ReasonInvalidPayload},
+		{"channel too long", mutate(t, func(m map[string]any) { payload(m)["channel"] = strings.Repeat("é", 65) }), ReasonInvalidPayload},
+		{"channel 64 runes", mutate(t, func(m map[string]any) { payload(m)["channel"] = strings.Repeat("é", 64) }), ""},
+		{"key mismatch", mutate(t, func(m map[string]any) { m["key"] = "u2" }), ReasonKeyMismatch},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for name, decode := range map[string]func([]byte) (*Envelope, error){
+				"compiled": testDecoder().Decode, "reference": testDecoder().decodeReference,
+			} {
+				env, err := decode(c.in)
+				if c.want == "" {
+					if err != nil {
+						t.Fatalf("%s: unexpected error %v", name, err)
+					}
+					if env.EventID == "" || env.Type != TypeCouponClaimRequested || env.Version != 1 {
+						t.Fatalf("%s: decoded %+v", name, env)
+					}
+					continue
+				}
+				if got := ReasonOf(err); got != c.want {
+					t.Fatalf("%s: reason %q (%v), want %q", name, got, err, c.want)
+				}
+				if !errors.Is(err, ErrInvalid) {
+					t.Fatalf("%s: error %v does not match ErrInvalid", name, err)
+				}
+			}
+		})
+	}
+}
+
+func TestRoundTripTypedPayloads(t *testing.T) {
+	at := time.Now().Add(-time.Minute).UTC() // Validate checks skew against the real clock
+	for _, p := range []Payload{
+		ClaimRequested{BatchID: "B1", UserID: "u@x", Channel: "live"},
+		BatchDefined{BatchID: "B1", Revision: 3, TotalStock: 10, PerUserLimit: 1, ValidFrom: at, ValidUntil: at.Add(time.Hour), Status: BatchActive},
+		GrantDecided{ResultID: ResultID("coupon.grant", "shop", "e1"), ClaimEventID: "e1", BatchID: "B1", UserID: "u1", Status: StatusRejected, Reason: RejectOutOfStock, ClaimedAt: at, DecidedAt: at},
+	} {
+		env, err := New("e1", "shop", at, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Validate(env)
+		if err != nil {
+			t.Fatalf("%s: %v", p.EventType(), err)
+		}
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Key != p.PartitionKey() || !got.OccurredAt.Equal(at) || got.AppID != "shop" {
+			t.Fatalf("%s: round trip gave %+v", p.EventType(), got)
+		}
+	}
+}
+
+func TestResultIDStable(t *testing.T) {
+	a := ResultID("coupon.grant", "shop", "e1")
+	if a != ResultID("coupon.grant", "shop", "e1") || len(a) != 32 {
+		t.Fatalf("ResultID not stable: %s", a)
+	}
+	// The separators keep ("ab","c") and ("a","bc") apart.
+	if ResultID("k", "ab", "c") == ResultID("k", "a", "bc") || ResultID("k1", "a", "e") == ResultID("k2", "a", "e") {
+		t.Fatal("ResultID collides across fields")
+	}
+}
+
+// FuzzDecodeMatchesReference feeds arbitrary bytes to the compiled checks
+// and to the general JSON Schema engine: they must accept and reject the
+// same events, for the same reason, and decode accepted ones identically.
+func FuzzDecodeMatchesReference(f *testing.F) {
+	f.Add([]byte(validClaim))
+	f.Add(mutate(f, func(m map[string]any) { m["version"] = 1.0 }))
+	f.Add([]byte(`{"event_id":"e","type":"coupon.grant.decided","version":1,"app_id":"a","occurred_at":"2026-11-22T11:00:00.123+08:00","key":"u","payload":{"result_id":"0123456789abcdef0123456789abcdef","claim_event_id":"e","batch_id":"B","user_id":"u","status":"granted","reason":"","claimed_at":"2026-11-22T11:00:00Z","decided_at":"2026-11-22T11:00:00Z","grant_seq":3}}`))
+	f.Add([]byte(`{"event_id":"e","type":"coupon.batch.defined","version":1,"app_id":"a","occurred_at":"2026-11-22T11:00:00Z","key":"B","payload":{"batch_id":"B","revision":1,"total_stock":5,"per_user_limit":1,"valid_from":"2026-11-22T11:00:00Z","valid_until":"2026-11-23T11:00:00Z","status":"active"}}`))
+	f.Add([]byte(`{"event_id":"e","event_id":"f","type":"x.y","version":1e0}`))
+	f.Add([]byte("\"\\ud800\""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := testDecoder()
+		got, gerr := d.Decode(b)
+		want, werr := d.decodeReference(b)
+		if (gerr == nil) != (werr == nil) {
+			t.Fatalf("compiled err=%v, reference err=%v for %q", gerr, werr, b)
+		}
+		if gerr != nil {
+			if ReasonOf(gerr) != ReasonOf(werr) {
+				t.Fatalf("compiled reason %q (%v), reference %q (%v) for %q", ReasonOf(gerr), gerr, ReasonOf(werr), werr, b)
+			}
+			return
+		}
+		if got.EventID != want.EventID || got.Type != want.Type || got.Version != want.Version || got.AppID != want.AppID ||
+			!got.OccurredAt.Equal(want.OccurredAt) || got.Key != want.Key || !bytes.Equal(got.Payload, want.Payload) {
+			t.Fatalf("decoded differently:\n compiled  %+v\n reference %+v", got, want)
+		}
+	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	in := []byte(validClaim)
+	for _, c := range []struct {
+		name string
+		f    func([]byte) (*Envelope, error)
+	}{{"compiled", testDecoder().Decode}, {"reference", testDecoder().decodeReference}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := c.f(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
