@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"runtime/pprof"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -187,6 +187,9 @@ func (r *report) check() {
 	b := func(format string, args ...any) { r.breaches = append(r.breaches, fmt.Sprintf(format, args...)) }
 	if r.snap.results != int64(r.s.Claims) {
 		b("%d distinct results for %d distinct claims", r.snap.results, r.s.Claims)
+	}
+	if r.snap.conflicts > 0 {
+		b("%d replayed decisions differ from the first decision of their claim", r.snap.conflicts)
 	}
 	if r.snap.hotGrants > r.s.HotStock {
 		b("hot batch over-issued: %d grants, stock %d", r.snap.hotGrants, r.s.HotStock)

@@ -57,6 +57,10 @@ type RuntimeConfig struct {
 	SessionTimeout time.Duration `yaml:"session_timeout"`
 	// DLQTopic receives invalid records. Default promoflow.dlq.
 	DLQTopic string `yaml:"dlq_topic"`
+	// CommitInterval, when set, commits offsets in the background at most
+	// this often instead of after every poll (fewer commits; more records
+	// redelivered, and deduplicated, after a crash). Default 0: every poll.
+	CommitInterval time.Duration `yaml:"commit_interval"`
 }
 
 // CouponConfig tunes the coupon processor.
@@ -183,8 +187,8 @@ func (c *Config) Validate() error {
 	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
 		errs = append(errs, fmt.Errorf("log.level %q: %w", c.Log.Level, err))
 	}
-	if c.Runtime.SessionTimeout < 0 || c.Runtime.MaxPollRecords < 0 {
-		errs = append(errs, errors.New("runtime: negative session_timeout or max_poll_records"))
+	if c.Runtime.SessionTimeout < 0 || c.Runtime.MaxPollRecords < 0 || c.Runtime.CommitInterval < 0 {
+		errs = append(errs, errors.New("runtime: negative session_timeout, max_poll_records or commit_interval"))
 	}
 	if c.Coupon.DecisionTTL < time.Hour {
 		errs = append(errs, fmt.Errorf("coupon.decision_ttl %s: must be at least 1h (and above the claims retention)", c.Coupon.DecisionTTL))

@@ -128,6 +128,7 @@ func (c *Config) streamConfig(log *slog.Logger) stream.Config {
 		DLQTopic:       c.Runtime.DLQTopic,
 		MaxPollRecords: c.Runtime.MaxPollRecords,
 		SessionTimeout: c.Runtime.SessionTimeout,
+		CommitInterval: c.Runtime.CommitInterval,
 		Logger:         log,
 	}
 }

@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	chgo "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -280,6 +280,7 @@ type scenario struct {
 	Malformed bool    // publish a set of hostile records too
 	Producers int     // concurrent producers
 	AppID     string
+	Rate      int // claims/s over all producers; 0 = as fast as possible
 }
 
 func (s scenario) hotBatch() string { return "HOT-" + s.RunID }
@@ -315,13 +316,15 @@ func hostileRecords(runID string) []*kgo.Record {
 	}
 	big := strings.Repeat("A", 100<<10)
 	vals := [][]byte{
-		[]byte(`{"event_id": "x", "type": `),                              // truncated JSON
-		[]byte("not json at all"),                                          // malformed
-		{0xff, 0xfe, '{', '}'},                                             // invalid UTF-8
-		ok(func(m map[string]any) { m["version"] = 99 }),                   // unknown schema version
-		ok(func(m map[string]any) { delete(m, "event_id") }),               // missing field
+		[]byte(`{"event_id": "x", "type": `),                                 // truncated JSON
+		[]byte("not json at all"),                                            // malformed
+		{0xff, 0xfe, '{', '}'},                                               // invalid UTF-8
+		ok(func(m map[string]any) { m["version"] = 99 }),                     // unknown schema version
+		ok(func(m map[string]any) { delete(m, "event_id") }),                 // missing field
 		ok(func(m map[string]any) { m["type"] = "coupon.claim.teleported" }), // unknown type
-		ok(func(m map[string]any) { m["payload"].(map[string]any)["user_id"] = "u1'); DROP TABLE coupon_grant_0; --" }),
+		ok(func(m map[string]any) {
+			m["payload"].(map[string]any)["user_id"] = "u1'); DROP TABLE coupon_grant_0; --"
+		}),
 		ok(func(m map[string]any) { m["payload"].(map[string]any)["batch_id"] = "=cmd|' /C calc'!A0" }),
 		ok(func(m map[string]any) { m["payload"].(map[string]any)["channel"] = big }), // oversized
 		ok(func(m map[string]any) { m["occurred_at"] = time.Now().Add(48 * time.Hour).Format(time.RFC3339) }),
@@ -363,9 +366,19 @@ func generate(ctx context.Context, brokers []string, s scenario, pub *published)
 					failed.CompareAndSwap(nil, &err)
 				}
 			}
+			start := time.Now()
+			sent := 0
 			for i := w; i < s.Claims; i += s.Producers {
 				if ctx.Err() != nil || failed.Load() != nil {
 					break
+				}
+				if s.Rate > 0 {
+					sent++
+					// Pace this producer at its share of the rate.
+					due := start.Add(time.Duration(float64(sent) / float64(s.Rate) * float64(s.Producers) * float64(time.Second)))
+					if d := time.Until(due); d > 0 {
+						time.Sleep(d)
+					}
 				}
 				batch := defs[0].BatchID
 				if len(defs) > 1 && rng.Float64() >= s.HotShare {
@@ -445,8 +458,11 @@ type tally struct {
 	hotGrants int64
 	dead      map[string]int
 	deadN     int
-	lat       []time.Duration
-	hot       string
+	records   int // grant records read, replays included
+	conflicts int // records whose decision differs from the first one seen
+
+	lat []time.Duration
+	hot string
 }
 
 func newTally(hot string) *tally {
@@ -484,7 +500,15 @@ func (t *tally) run(ctx context.Context, brokers []string, ready chan<- struct{}
 			if json.Unmarshal(r.Value, &env) != nil || json.Unmarshal(env.Payload, &g) != nil {
 				return
 			}
-			if _, seen := t.results[g.ResultID]; seen {
+			t.records++
+			outcome := g.Reason
+			if g.Status == schemas.StatusGranted {
+				outcome = schemas.StatusGranted
+			}
+			if prev, seen := t.results[g.ResultID]; seen {
+				if prev != outcome {
+					t.conflicts++
+				}
 				return
 			}
 			if g.Status == schemas.StatusGranted {
@@ -504,6 +528,7 @@ func (t *tally) run(ctx context.Context, brokers []string, ready chan<- struct{}
 
 type tallySnapshot struct {
 	results, granted, hotGrants, deadN int64
+	records, conflicts                 int64
 	byReason, deadBy                   map[string]int
 	maxPerUser                         map[string]int // batch -> max grants to one user
 }
@@ -512,6 +537,7 @@ func (t *tally) snapshot() tallySnapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := tallySnapshot{results: int64(len(t.results)), hotGrants: t.hotGrants, deadN: int64(t.deadN),
+		records: int64(t.records), conflicts: int64(t.conflicts),
 		byReason: map[string]int{}, deadBy: map[string]int{}, maxPerUser: map[string]int{}}
 	for _, r := range t.results {
 		if r == schemas.StatusGranted {

@@ -37,7 +37,7 @@ type Stats struct {
 	// Skipped counts invalid records a SkipInvalid stage passed over.
 	Skipped               int64
 	FailedBatches, Fenced int64
-	DeadByReason             map[string]int64
+	DeadByReason          map[string]int64
 }
 
 type tp struct {
@@ -61,8 +61,8 @@ type Runner struct {
 	owned map[tp]*partState
 
 	in, out, dead, committed, failed, fenced, skipped atomic.Int64
-	deadMu                                   sync.Mutex
-	deadBy                                   map[string]int64
+	deadMu                                            sync.Mutex
+	deadBy                                            map[string]int64
 
 	assigned  chan struct{} // closed on the first assignment
 	firstOnce sync.Once
@@ -101,7 +101,6 @@ func New(cfg Config, stage Stage) (*Runner, error) {
 		kgo.ConsumerGroup(stage.Group),
 		kgo.ConsumeTopics(stage.Reads...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -110,6 +109,11 @@ func New(cfg Config, stage Stage) (*Runner, error) {
 		kgo.OnPartitionsLost(r.onLost),
 		kgo.ProducerLinger(0),
 		kgo.ClientID("promoflow-" + stage.Name),
+	}
+	if cfg.CommitInterval > 0 {
+		opts = append(opts, kgo.AutoCommitMarks(), kgo.AutoCommitInterval(cfg.CommitInterval))
+	} else {
+		opts = append(opts, kgo.DisableAutoCommit())
 	}
 	if cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout), kgo.HeartbeatInterval(cfg.SessionTimeout/10))
@@ -186,9 +190,15 @@ func (r *Runner) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[st
 	r.firstOnce.Do(func() { close(r.assigned) })
 }
 
-func (r *Runner) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	// Everything handled was committed before the rebalance was allowed, so
-	// there is nothing to commit here; just forget the ownership.
+func (r *Runner) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	// Without CommitInterval everything handled was committed before the
+	// rebalance was allowed; with it, commit what is marked now, before the
+	// partitions move.
+	if r.cfg.CommitInterval > 0 {
+		if err := cl.CommitMarkedOffsets(ctx); err != nil {
+			r.log.Warn("committing marked offsets on revoke", "err", err)
+		}
+	}
 	r.forget(revoked)
 	if len(revoked) > 0 {
 		r.log.Info("partitions revoked", "partitions", fmtParts(revoked))
@@ -344,7 +354,9 @@ func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
 		}
 		commit = append(commit, w.records[len(w.records)-1])
 	}
-	if len(commit) > 0 {
+	if len(commit) > 0 && r.cfg.CommitInterval > 0 {
+		r.cl.MarkCommitRecords(commit...)
+	} else if len(commit) > 0 {
 		if err := r.cl.CommitRecords(ctx, commit...); err != nil {
 			// The outputs are out; a failed commit only means they will be
 			// produced again after a rewind, which the sinks collapse.
