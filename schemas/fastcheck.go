@@ -177,8 +177,8 @@ func (o *objRule) checkMembers(m members, path string) error {
 	if o.closed {
 		var extra []string
 		for _, mb := range m {
-			if _, ok := o.props[mb.name]; !ok {
-				extra = append(extra, mb.name)
+			if _, ok := o.props[string(mb.name)]; !ok {
+				extra = append(extra, string(mb.name))
 			}
 		}
 		if len(extra) > 0 {
@@ -195,11 +195,16 @@ func (r *rule) check(raw []byte, path string) error {
 		_, err := r.obj.check(raw, path)
 		return err
 	case kindString:
+		raw = bytes.TrimSpace(raw)
+		if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+			// No escapes: check the bytes in place, without a copy.
+			return r.checkBytes(raw[1:len(raw)-1], path)
+		}
 		s, err := rawString(raw)
 		if err != nil {
 			return fmt.Errorf("%s: %v", path, err)
 		}
-		return r.checkString(s, path)
+		return r.checkBytes([]byte(s), path)
 	case kindInteger:
 		_, err := r.integer(raw, path)
 		return err
@@ -207,9 +212,9 @@ func (r *rule) check(raw []byte, path string) error {
 	return nil
 }
 
-func (r *rule) checkString(s, path string) error {
+func (r *rule) checkBytes(s []byte, path string) error {
 	if r.minLen >= 0 || r.maxLen >= 0 {
-		n := utf8.RuneCountInString(s)
+		n := utf8.RuneCount(s)
 		if r.minLen >= 0 && n < r.minLen {
 			return fmt.Errorf("%s: shorter than %d characters", path, r.minLen)
 		}
@@ -217,15 +222,15 @@ func (r *rule) checkString(s, path string) error {
 			return fmt.Errorf("%s: longer than %d characters", path, r.maxLen)
 		}
 	}
-	if r.enum != nil && !r.enum[s] {
-		return fmt.Errorf("%s: %q is not one of the allowed values", path, truncateString(s, 40))
+	if r.enum != nil && !r.enum[string(s)] {
+		return fmt.Errorf("%s: %q is not one of the allowed values", path, truncateString(string(s), 40))
 	}
-	if r.pattern != nil && !r.pattern.MatchString(s) {
-		return fmt.Errorf("%s: %q does not match %s", path, truncateString(s, 40), r.pattern)
+	if r.pattern != nil && !r.pattern.Match(s) {
+		return fmt.Errorf("%s: %q does not match %s", path, truncateString(string(s), 40), r.pattern)
 	}
 	if r.dateTime {
-		if _, err := parseDateTime(s); err != nil {
-			return fmt.Errorf("%s: %q is not an RFC 3339 date-time", path, truncateString(s, 40))
+		if _, err := parseDateTime(string(s)); err != nil {
+			return fmt.Errorf("%s: %q is not an RFC 3339 date-time", path, truncateString(string(s), 40))
 		}
 	}
 	return nil

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 )
 
-// member is one name/value pair of a JSON object, the value unparsed.
+// member is one name/value pair of a JSON object, the value unparsed. The
+// name aliases the document unless it had escapes.
 type member struct {
-	name  string
+	name  []byte
 	value []byte
 }
 
@@ -17,7 +18,7 @@ type members []member
 
 func (ms members) get(name string) ([]byte, bool) {
 	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].name == name {
+		if string(ms[i].name) == name {
 			return ms[i].value, true
 		}
 	}
@@ -41,11 +42,15 @@ func splitObject(b []byte) (members, bool) {
 		// name
 		end := stringEnd(b, i)
 		raw := b[i:end]
-		var name string
+		var name []byte
 		if bytes.IndexByte(raw, '\\') < 0 {
-			name = string(raw[1 : len(raw)-1])
-		} else if err := json.Unmarshal(raw, &name); err != nil {
-			return nil, false
+			name = raw[1 : len(raw)-1]
+		} else {
+			var s string
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return nil, false
+			}
+			name = []byte(s)
 		}
 		i = skipSpace(b, end)
 		i = skipSpace(b, i+1) // ':'

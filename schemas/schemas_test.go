@@ -182,3 +182,21 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 }
+
+func TestEncodeMatchesJSONMarshal(t *testing.T) {
+	strs := []string{"", "plain", "quote\"back\\slash", "ctl\x01\x1f\n\r\t", "<html>&amp;", "emoji 🎉 é", "bad\xffutf8", "\u2028\u2029"}
+	for _, s := range strs {
+		env := &Envelope{EventID: s, Type: "t.x", Version: 3, AppID: s, OccurredAt: time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("", 8*3600)), Key: s, Payload: json.RawMessage(`{"a":[1,{"b":"c"}]}`)}
+		got, err := env.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(env)
+		if !bytes.Equal(got, want) {
+			t.Errorf("Encode(%q)\n got %s\nwant %s", s, got, want)
+		}
+	}
+	if _, err := (&Envelope{Payload: json.RawMessage(`{`)}).Encode(); err == nil {
+		t.Fatal("invalid payload encoded")
+	}
+}

@@ -461,8 +461,9 @@ type tally struct {
 	records   int // grant records read, replays included
 	conflicts int // records whose decision differs from the first one seen
 
-	lat []time.Duration
-	hot string
+	lat  []time.Duration
+	hot  string
+	only string // if set, count only claims whose event id has this prefix
 }
 
 func newTally(hot string) *tally {
@@ -498,6 +499,9 @@ func (t *tally) run(ctx context.Context, brokers []string, ready chan<- struct{}
 			var env schemas.Envelope
 			var g schemas.GrantDecided
 			if json.Unmarshal(r.Value, &env) != nil || json.Unmarshal(env.Payload, &g) != nil {
+				return
+			}
+			if t.only != "" && !strings.HasPrefix(g.ClaimEventID, t.only) {
 				return
 			}
 			t.records++

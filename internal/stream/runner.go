@@ -38,6 +38,10 @@ type Stats struct {
 	Skipped               int64
 	FailedBatches, Fenced int64
 	DeadByReason          map[string]int64
+	// Time spent, summed over polls: waiting in poll, decoding and
+	// handling, waiting for outputs to be acknowledged, and committing.
+	PollTime, HandleTime, ProduceTime, CommitTime time.Duration
+	Polls                                         int64
 }
 
 type tp struct {
@@ -61,6 +65,7 @@ type Runner struct {
 	owned map[tp]*partState
 
 	in, out, dead, committed, failed, fenced, skipped atomic.Int64
+	pollNs, handleNs, produceNs, commitNs, polls      atomic.Int64
 	deadMu                                            sync.Mutex
 	deadBy                                            map[string]int64
 
@@ -146,6 +151,8 @@ func (r *Runner) Stats() Stats {
 	return Stats{
 		In: r.in.Load(), Out: r.out.Load(), Dead: r.dead.Load(), Committed: r.committed.Load(),
 		Skipped: r.skipped.Load(), FailedBatches: r.failed.Load(), Fenced: r.fenced.Load(), DeadByReason: by,
+		PollTime: time.Duration(r.pollNs.Load()), HandleTime: time.Duration(r.handleNs.Load()),
+		ProduceTime: time.Duration(r.produceNs.Load()), CommitTime: time.Duration(r.commitNs.Load()), Polls: r.polls.Load(),
 	}
 }
 
@@ -231,7 +238,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		t0 := time.Now()
 		fetches := r.cl.PollRecords(ctx, r.cfg.MaxPollRecords)
+		r.pollNs.Add(int64(time.Since(t0)))
+		r.polls.Add(1)
 		if fetches.IsClientClosed() {
 			return nil
 		}
@@ -319,6 +329,8 @@ func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
 	if r.stage.WholePoll {
 		r.handleWhole(ctx, work)
 	}
+	r.handleNs.Add(int64(time.Since(start)))
+	tProduce := time.Now()
 
 	// Produce the outputs and dead letters of every handled partition and
 	// wait for all acknowledgements.
@@ -344,6 +356,9 @@ func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
 		}
 	}
 	pending.Wait()
+	r.produceNs.Add(int64(time.Since(tProduce)))
+	tCommit := time.Now()
+	defer func() { r.commitNs.Add(int64(time.Since(tCommit))) }()
 
 	var commit []*kgo.Record
 	allOK := true
