@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/promoflow/promoflow/internal/topology"
@@ -19,7 +22,7 @@ func init() {
 	register(&command{
 		name:    "topics",
 		summary: "create/update topics from topics.yaml, list them, or print the stage graph",
-		usage:   "apply|list|graph [--config FILE] [--brokers ADDRS]",
+		usage:   "apply|list|graph [--config FILE] [--brokers ADDRS]   (flags may come before or after the action)",
 		help: `  apply  creates missing topics, adds partitions and sets configs so the
          cluster matches topics.yaml; never deletes or shrinks. Idempotent: a
          second run prints "no changes". The replication factor is capped at
@@ -91,8 +94,16 @@ func applyTopics(ctx context.Context, adm *kadm.Client, topo *topology.File, w i
 			rf = nb
 		}
 		configs := t.KafkaConfigs()
-		if rf < 2 {
-			delete(configs, "min.insync.replicas") // cannot exceed the replicas
+		if v, ok := configs["min.insync.replicas"]; ok {
+			// With every replica required, one broker down stops writes:
+			// keep min.insync.replicas below the replication factor.
+			if n, err := strconv.Atoi(v); err == nil && n >= int(rf) {
+				if rf < 2 {
+					delete(configs, "min.insync.replicas")
+				} else {
+					configs["min.insync.replicas"] = strconv.Itoa(int(rf) - 1)
+				}
+			}
 		}
 		d, exists := details[t.Name]
 		if !exists || d.Err != nil {
@@ -101,14 +112,25 @@ func applyTopics(ctx context.Context, adm *kadm.Client, topo *topology.File, w i
 				cfgs[k] = kadm.StringPtr(v)
 			}
 			resp, err := adm.CreateTopic(ctx, t.Partitions, rf, cfgs, t.Name)
-			if err != nil || resp.Err != nil {
-				return changes, fmt.Errorf("creating topic %s: %w", t.Name, firstErr(err, resp.Err))
+			err = firstErr(err, resp.Err)
+			switch {
+			case err == nil:
+				fmt.Fprintf(w, "created  %s (partitions %d, replication %d, %s)\n", t.Name, t.Partitions, rf, fmtConfigs(configs))
+				changes++
+				continue
+			case errors.Is(err, kerr.TopicAlreadyExists):
+				// Created meanwhile (another apply, or stale metadata):
+				// check it like any existing topic.
+				fresh, lerr := adm.ListTopics(ctx, t.Name)
+				if lerr != nil {
+					return changes, fmt.Errorf("listing topic %s: %w", t.Name, lerr)
+				}
+				d = fresh[t.Name]
+			default:
+				return changes, fmt.Errorf("creating topic %s: %w", t.Name, err)
 			}
-			fmt.Fprintf(w, "created  %s (partitions %d, replication %d, %s)\n", t.Name, t.Partitions, rf, fmtConfigs(configs))
-			changes++
-			continue
 		}
-		if have := int32(len(d.Partitions)); have < t.Partitions {
+		if have := int32(len(d.Partitions)); have > 0 && have < t.Partitions {
 			resp, err := adm.UpdatePartitions(ctx, int(t.Partitions), t.Name)
 			if err != nil {
 				return changes, fmt.Errorf("adding partitions to %s: %w", t.Name, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -89,12 +90,19 @@ func loadConfig(path string) (*Config, error) {
 		}
 		dec := yaml.NewDecoder(strings.NewReader(string(b)))
 		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil {
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // io.EOF: no document, all defaults
 			return nil, fmt.Errorf("parsing config %s: %w", path, err)
 		}
 	}
 	c.applyEnv(os.Getenv)
 	c.defaults()
+	if c.Redis.PasswordFile != "" && c.Redis.Password == "" {
+		b, err := os.ReadFile(c.Redis.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading redis.password_file: %w", err)
+		}
+		c.Redis.Password = strings.TrimSpace(string(b))
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -164,6 +172,12 @@ func (c *Config) defaults() {
 	if c.Runtime.DLQTopic == "" {
 		c.Runtime.DLQTopic = "promoflow.dlq"
 	}
+	if c.Runtime.MaxPollRecords == 0 {
+		c.Runtime.MaxPollRecords = 5000
+	}
+	if c.Runtime.SessionTimeout == 0 {
+		c.Runtime.SessionTimeout = 45 * time.Second
+	}
 	if c.Coupon.DecisionTTL == 0 {
 		c.Coupon.DecisionTTL = 8 * 24 * time.Hour
 	}
@@ -192,13 +206,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Coupon.DecisionTTL < time.Hour {
 		errs = append(errs, fmt.Errorf("coupon.decision_ttl %s: must be at least 1h (and above the claims retention)", c.Coupon.DecisionTTL))
-	}
-	if c.Redis.PasswordFile != "" && c.Redis.Password == "" {
-		b, err := os.ReadFile(c.Redis.PasswordFile)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("redis.password_file: %w", err))
-		}
-		c.Redis.Password = strings.TrimSpace(string(b))
 	}
 	if err := c.MySQL.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("mysql: %w", err))

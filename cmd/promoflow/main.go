@@ -91,7 +91,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := newFlagSet(c, stderr)
 	run := c.flags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	positional, err := parseInterspersed(fs, args[1:])
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
@@ -99,7 +100,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, fs.Args()); err != nil {
+	if err := run(ctx, positional); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "promoflow %s: %v\n\n", name, err)
@@ -113,11 +114,32 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// parseInterspersed parses flags before and after positional arguments
+// ("topics apply --config f" as well as "topics --config f apply"); "--"
+// ends flag parsing.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
 func newFlagSet(c *command, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("promoflow "+c.name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: promoflow %s %s\n\n%s\n", c.name, c.usage, strings.TrimSpace(c.help))
+		fmt.Fprintf(fs.Output(), "Usage: promoflow %s %s\n\n%s\n", c.name, c.usage, strings.Trim(c.help, "\n"))
 		has := false
 		fs.VisitAll(func(*flag.Flag) { has = true })
 		if has {

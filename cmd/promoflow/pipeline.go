@@ -58,10 +58,12 @@ type pipeline struct {
 // stageDecls returns the declarations of every stage, without connecting,
 // for topology checks and `promoflow topics graph`.
 func stageDecls() []topology.Node {
-	p := coupon.New(nil, nil)
-	nodes := []topology.Node{p.Stage().Node()}
-	for _, s := range sinkStages(nil, nil) {
-		nodes = append(nodes, s.Node())
+	stages := append([]stream.Stage{coupon.New(nil, nil).Stage()}, sinkStages(nil, nil)...)
+	nodes := make([]topology.Node, len(stages))
+	for i, s := range stages {
+		nodes[i] = s.Node()
+		// Every stage may dead-letter (the runtime adds the configured DLQ).
+		nodes[i].Writes = append(nodes[i].Writes, "promoflow.dlq")
 	}
 	return nodes
 }

@@ -72,6 +72,9 @@ type Stage struct {
 	// Writes are the topics the handler produces to (the dead-letter topic
 	// is implied).
 	Writes []string
+	// Views are topics the stage reads whole through a View (declared for
+	// the topology checks; the runner does not consume them).
+	Views []string
 	// Handles are the <type>.v<version> schemas the handler understands.
 	Handles []string
 	// Handler processes the records.
@@ -96,5 +99,5 @@ type Stage struct {
 
 // Node returns the stage's declaration for topology checks.
 func (s Stage) Node() topology.Node {
-	return topology.Node{Name: s.Name, Group: s.Group, Reads: s.Reads, Writes: s.Writes, Handles: s.Handles}
+	return topology.Node{Name: s.Name, Group: s.Group, Reads: s.Reads, Writes: s.Writes, Views: s.Views, Handles: s.Handles}
 }

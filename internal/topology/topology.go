@@ -166,6 +166,9 @@ type Node struct {
 	Group  string
 	Reads  []string
 	Writes []string
+	// Views are topics the stage reads whole in every instance, without a
+	// group (compacted tables such as coupon.admin).
+	Views []string
 	// Handles lists the <type>.v<version> the stage decodes; every schema of
 	// every topic it reads must be among them, or events would go unhandled.
 	Handles []string
@@ -188,7 +191,7 @@ func (f *File) Check(nodes ...Node) error {
 		for _, h := range n.Handles {
 			handles[h] = true
 		}
-		for _, r := range n.Reads {
+		for _, r := range append(append([]string(nil), n.Reads...), n.Views...) {
 			t, ok := f.Topic(r)
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s reads %s, which topics.yaml does not declare", n.Name, r))
@@ -215,6 +218,9 @@ func (f *File) Graph(nodes ...Node) string {
 	for _, n := range nodes {
 		for _, r := range n.Reads {
 			lines = append(lines, fmt.Sprintf("%-22s ──▶ %-26s (group %s)", r, n.Name, n.Group))
+		}
+		for _, v := range n.Views {
+			lines = append(lines, fmt.Sprintf("%-22s ──▶ %-26s (view: every instance reads it all)", v, n.Name))
 		}
 		for _, w := range n.Writes {
 			lines = append(lines, fmt.Sprintf("%-22s ──▶ %s", n.Name, w))

@@ -35,11 +35,15 @@ func New(store *Store, batches *Batches) *Processor {
 // Stage declares the processor for the runtime and the topology checks.
 func (p *Processor) Stage() stream.Stage {
 	return stream.Stage{
-		Name:    "coupon",
-		Group:   Group,
-		Reads:   []string{TopicClaims},
-		Writes:  []string{TopicGrants},
-		Handles: []string{schemas.TypeVersion{Type: schemas.TypeCouponClaimRequested, Version: 1}.String()},
+		Name:   "coupon",
+		Group:  Group,
+		Reads:  []string{TopicClaims},
+		Writes: []string{TopicGrants},
+		Views:  []string{TopicAdmin},
+		Handles: []string{
+			schemas.TypeVersion{Type: schemas.TypeCouponClaimRequested, Version: 1}.String(),
+			schemas.TypeVersion{Type: schemas.TypeCouponBatchDefined, Version: 1}.String(),
+		},
 		Handler: p,
 		Fenced:  true,
 	}
