@@ -27,6 +27,10 @@ type Envelope struct {
 	OccurredAt time.Time       `json:"occurred_at"`
 	Key        string          `json:"key"`
 	Payload    json.RawMessage `json:"payload"`
+
+	// payloadMembers are the payload's members as Decode validated them,
+	// aliasing Payload, for DecodePayload's fast path.
+	payloadMembers members
 }
 
 // TypeVersion returns the schema name of the envelope's payload.
@@ -35,7 +39,7 @@ func (e *Envelope) TypeVersion() TypeVersion { return TypeVersion{e.Type, e.Vers
 // DecodePayload unmarshals the payload into v. Decode has already validated
 // the payload against its schema, so this fails only on a mismatched v.
 func (e *Envelope) DecodePayload(v any) error {
-	if err := json.Unmarshal(e.Payload, v); err != nil {
+	if err := e.decodePayload(v); err != nil {
 		return invalid(ReasonInvalidPayload, "decoding %s payload: %v", e.Type, err)
 	}
 	return nil
@@ -196,6 +200,7 @@ func (d *Decoder) Decode(b []byte) (*Envelope, error) {
 	if err != nil {
 		return nil, invalid(ReasonInvalidPayload, "%s: %v", tv, err)
 	}
+	env.payloadMembers = pm
 	if err := d.checkKeyAndTime(r, env, tv, func(field string) string {
 		v, _ := pm.get(field)
 		s, _ := rawString(v)

@@ -162,6 +162,20 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 			!got.OccurredAt.Equal(want.OccurredAt) || got.Key != want.Key || !bytes.Equal(got.Payload, want.Payload) {
 			t.Fatalf("decoded differently:\n compiled  %+v\n reference %+v", got, want)
 		}
+		// The typed payload: the fast path must fill what encoding/json fills.
+		for _, mk := range []func() any{func() any { return &ClaimRequested{} }, func() any { return &BatchDefined{} }, func() any { return &GrantDecided{} }} {
+			fast, slow := mk(), mk()
+			ferr := got.DecodePayload(fast)
+			serr := json.Unmarshal(got.Payload, slow)
+			if (ferr == nil) != (serr == nil) {
+				t.Fatalf("DecodePayload err=%v, json.Unmarshal err=%v for %s", ferr, serr, got.Payload)
+			}
+			fb, _ := json.Marshal(fast)
+			sb, _ := json.Marshal(slow)
+			if ferr == nil && !bytes.Equal(fb, sb) {
+				t.Fatalf("DecodePayload gave %s, json.Unmarshal %s", fb, sb)
+			}
+		}
 	})
 }
 

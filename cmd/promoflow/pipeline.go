@@ -78,9 +78,11 @@ func sinkStages(my, ch stream.BatchWriter) []stream.Stage {
 	m := stream.SinkStage(stageMySQL, "promoflow-sink-mysql",
 		[]string{coupon.TopicGrants}, []string{grantDecidedV1}, my)
 	m.ClientOpts = sinkFetch
+	m.MaxPollRecords = 20_000
 	c := stream.SinkStage(stageClickHouse, "promoflow-sink-clickhouse",
 		[]string{coupon.TopicClaims, coupon.TopicGrants}, []string{claimRequestedV1, grantDecidedV1}, ch)
 	c.ClientOpts = sinkFetch
+	c.MaxPollRecords = 20_000
 	// The coupon processor owns coupon.claims and dead-letters its invalid
 	// records; the archive must not dead-letter them a second time.
 	c.SkipInvalid = true

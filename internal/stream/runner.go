@@ -133,6 +133,13 @@ func New(cfg Config, stage Stage) (*Runner, error) {
 	return r, nil
 }
 
+func (r *Runner) maxPoll() int {
+	if r.stage.MaxPollRecords > 0 {
+		return r.stage.MaxPollRecords
+	}
+	return r.cfg.MaxPollRecords
+}
+
 // Stage returns the stage the runner runs.
 func (r *Runner) Stage() Stage { return r.stage }
 
@@ -239,7 +246,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		}
 		t0 := time.Now()
-		fetches := r.cl.PollRecords(ctx, r.cfg.MaxPollRecords)
+		fetches := r.cl.PollRecords(ctx, r.maxPoll())
 		r.pollNs.Add(int64(time.Since(t0)))
 		r.polls.Add(1)
 		if fetches.IsClientClosed() {

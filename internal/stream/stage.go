@@ -87,6 +87,9 @@ type Stage struct {
 	// write few large batches; it gives up per-partition ordering, which an
 	// idempotent upsert does not need.
 	WholePoll bool
+	// MaxPollRecords, when positive, overrides Config.MaxPollRecords for
+	// this stage (sinks write fewer, larger batches).
+	MaxPollRecords int
 	// SkipInvalid makes the stage count and log records that fail to
 	// decode instead of dead-lettering them. Set it on a stage that reads a
 	// topic another stage owns (e.g. a sink archiving raw input events), so
