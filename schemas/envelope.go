@@ -169,12 +169,12 @@ func (d *Decoder) Decode(b []byte) (*Envelope, error) {
 	if err := d.precheck(b); err != nil {
 		return nil, err
 	}
-	if !json.Valid(b) {
-		var v any
+	m, valid, isObject := scanDocument(b)
+	if !valid {
+		var v any // for encoding/json's description of what is wrong
 		return nil, invalid(ReasonMalformed, "%v", json.Unmarshal(b, &v))
 	}
-	m, ok := splitObject(b)
-	if !ok {
+	if !isObject {
 		return nil, invalid(ReasonInvalidEnvelope, "want a JSON object")
 	}
 	if err := r.fastEnvelope.checkMembers(m, "envelope"); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"time"
@@ -31,7 +30,8 @@ const (
 
 type rule struct {
 	kind           ruleKind
-	pattern        *regexp.Regexp
+	pattern        *matcher
+	patternSrc     string
 	minLen, maxLen int // -1 = none
 	enum           map[string]bool
 	dateTime       bool
@@ -73,11 +73,11 @@ func compileRule(path string, v any) (*rule, error) {
 		case k == "properties", k == "required", k == "additionalProperties":
 			// handled with the object below
 		case k == "pattern":
-			re, err := regexp.Compile(val.(string))
+			m, err := compilePattern(val.(string))
 			if err != nil {
 				return nil, fmt.Errorf("%s: pattern: %w", path, err)
 			}
-			r.pattern = re
+			r.pattern, r.patternSrc = m, val.(string)
 		case k == "minLength", k == "maxLength", k == "minimum", k == "maximum":
 			n, err := strconv.ParseInt(fmt.Sprint(val), 10, 64)
 			if err != nil {
@@ -226,7 +226,7 @@ func (r *rule) checkBytes(s []byte, path string) error {
 		return fmt.Errorf("%s: %q is not one of the allowed values", path, truncateString(string(s), 40))
 	}
 	if r.pattern != nil && !r.pattern.Match(s) {
-		return fmt.Errorf("%s: %q does not match %s", path, truncateString(string(s), 40), r.pattern)
+		return fmt.Errorf("%s: %q does not match %s", path, truncateString(string(s), 40), r.patternSrc)
 	}
 	if r.dateTime {
 		if _, err := parseDateTime(string(s)); err != nil {

@@ -117,3 +117,210 @@ func valueEnd(b []byte, i int) int {
 		return j
 	}
 }
+
+// maxDepth matches encoding/json's nesting limit.
+const maxDepth = 10000
+
+// scanDocument validates b as one JSON value (its UTF-8 already checked)
+// in a single pass and, when it is an object, returns its members. valid
+// is false for malformed JSON; isObject is false for valid non-objects.
+func scanDocument(b []byte) (ms members, valid, isObject bool) {
+	i := skipSpace(b, 0)
+	if i < len(b) && b[i] == '{' {
+		ms = make(members, 0, 8)
+		end, ok := scanObject(b, i, 0, &ms)
+		if !ok || skipSpace(b, end) != len(b) {
+			return nil, false, false
+		}
+		return ms, true, true
+	}
+	end, ok := scanValue(b, i, 0)
+	if !ok || skipSpace(b, end) != len(b) {
+		return nil, false, false
+	}
+	return nil, true, false
+}
+
+// scanValue validates the value at b[i] and returns the index after it.
+func scanValue(b []byte, i, depth int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch c := b[i]; {
+	case c == '{':
+		return scanObject(b, i, depth, nil)
+	case c == '[':
+		if depth+1 > maxDepth {
+			return i, false
+		}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, true
+		}
+		for {
+			end, ok := scanValue(b, i, depth+1)
+			if !ok {
+				return end, false
+			}
+			i = skipSpace(b, end)
+			if i >= len(b) {
+				return i, false
+			}
+			if b[i] == ']' {
+				return i + 1, true
+			}
+			if b[i] != ',' {
+				return i, false
+			}
+			i = skipSpace(b, i+1)
+		}
+	case c == '"':
+		return scanString(b, i)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return scanNumber(b, i)
+	case c == 't':
+		return scanLiteral(b, i, "true")
+	case c == 'f':
+		return scanLiteral(b, i, "false")
+	case c == 'n':
+		return scanLiteral(b, i, "null")
+	}
+	return i, false
+}
+
+// scanObject validates the object at b[i]; with ms non-nil it also records
+// the object's members.
+func scanObject(b []byte, i, depth int, ms *members) (int, bool) {
+	if depth+1 > maxDepth {
+		return i, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return i, false
+		}
+		nend, ok := scanString(b, i)
+		if !ok {
+			return nend, false
+		}
+		name := b[i:nend]
+		i = skipSpace(b, nend)
+		if i >= len(b) || b[i] != ':' {
+			return i, false
+		}
+		i = skipSpace(b, i+1)
+		vend, ok := scanValue(b, i, depth+1)
+		if !ok {
+			return vend, false
+		}
+		if ms != nil {
+			var n []byte
+			if bytes.IndexByte(name, '\\') < 0 {
+				n = name[1 : len(name)-1]
+			} else {
+				var s string
+				if err := json.Unmarshal(name, &s); err != nil {
+					return i, false
+				}
+				n = []byte(s)
+			}
+			*ms = append(*ms, member{name: n, value: b[i:vend]})
+		}
+		i = skipSpace(b, vend)
+		if i >= len(b) {
+			return i, false
+		}
+		if b[i] == '}' {
+			return i + 1, true
+		}
+		if b[i] != ',' {
+			return i, false
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+func scanString(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, true
+		case c < 0x20:
+			return j, false
+		case c == '\\':
+			j++
+			if j >= len(b) {
+				return j, false
+			}
+			switch b[j] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if j+4 >= len(b) {
+					return j, false
+				}
+				for k := j + 1; k <= j+4; k++ {
+					if !isHex(b[k]) {
+						return k, false
+					}
+				}
+				j += 4
+			default:
+				return j, false
+			}
+		}
+	}
+	return len(b), false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func scanNumber(b []byte, i int) (int, bool) {
+	digits := func(j int) int {
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		return j
+	}
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(i + 1)
+	default:
+		return i, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digits(i + 1)
+		if j == i+1 {
+			return j, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(i)
+		if j == i {
+			return j, false
+		}
+		i = j
+	}
+	return i, true
+}
+
+func scanLiteral(b []byte, i int, lit string) (int, bool) {
+	if len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit {
+		return i + len(lit), true
+	}
+	return i, false
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var fixedNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -213,4 +214,55 @@ func TestEncodeMatchesJSONMarshal(t *testing.T) {
 	if _, err := (&Envelope{Payload: json.RawMessage(`{`)}).Encode(); err == nil {
 		t.Fatal("invalid payload encoded")
 	}
+}
+
+// FuzzScanDocument checks the single-pass scanner against encoding/json.
+func FuzzScanDocument(f *testing.F) {
+	for _, s := range []string{validClaim, `[]`, `{}`, `{"a":1e5,"b":[true,false,null,-0.5E-3]}`, `"\u00e9\n"`, `{"a":"\ud800"}`, `01`, `1.`, `{"a" 1}`, `[1,]`, "{\"a\":\"\x01\"}", `-`, `{"\u0061":2,"a":3}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !utf8.Valid(b) {
+			return
+		}
+		ms, valid, isObject := scanDocument(b)
+		if valid != json.Valid(b) {
+			t.Fatalf("scanDocument valid=%v, json.Valid=%v for %q", valid, json.Valid(b), b)
+		}
+		if !valid {
+			return
+		}
+		var v any
+		_ = json.Unmarshal(b, &v)
+		obj, ok := v.(map[string]any)
+		if ok != isObject {
+			t.Fatalf("isObject=%v for %q", isObject, b)
+		}
+		if !ok {
+			return
+		}
+		// Same members, the last value of a repeated name winning.
+		names := map[string]bool{}
+		for _, m := range ms {
+			names[string(m.name)] = true
+		}
+		if len(names) != len(obj) {
+			t.Fatalf("members %d names, encoding/json %d for %q", len(names), len(obj), b)
+		}
+		for name, want := range obj {
+			raw, ok := ms.get(name)
+			if !ok {
+				t.Fatalf("member %q missing for %q", name, b)
+			}
+			var got any
+			if err := json.Unmarshal(raw, &got); err != nil {
+				t.Fatalf("member %q value %q: %v", name, raw, err)
+			}
+			gb, _ := json.Marshal(got)
+			wb, _ := json.Marshal(want)
+			if !bytes.Equal(gb, wb) {
+				t.Fatalf("member %q = %s, encoding/json %s", name, gb, wb)
+			}
+		}
+	})
 }
