@@ -1,6 +1,9 @@
 package schemas
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Coupon event types.
 const (
@@ -76,3 +79,31 @@ type GrantDecided struct {
 func (GrantDecided) EventType() string      { return TypeCouponGrantDecided }
 func (GrantDecided) EventVersion() int      { return 1 }
 func (g GrantDecided) PartitionKey() string { return g.UserID }
+
+func (g GrantDecided) appendJSON(b []byte) []byte {
+	b = append(b, `{"result_id":`...)
+	b = appendString(b, g.ResultID)
+	b = append(b, `,"claim_event_id":`...)
+	b = appendString(b, g.ClaimEventID)
+	b = append(b, `,"batch_id":`...)
+	b = appendString(b, g.BatchID)
+	b = append(b, `,"user_id":`...)
+	b = appendString(b, g.UserID)
+	b = append(b, `,"status":`...)
+	b = appendString(b, g.Status)
+	b = append(b, `,"reason":`...)
+	b = appendString(b, g.Reason)
+	if g.CouponID != "" {
+		b = append(b, `,"coupon_id":`...)
+		b = appendString(b, g.CouponID)
+	}
+	if g.GrantSeq != 0 {
+		b = append(b, `,"grant_seq":`...)
+		b = strconv.AppendInt(b, g.GrantSeq, 10)
+	}
+	b = append(b, `,"claimed_at":`...)
+	b = appendTime(b, g.ClaimedAt)
+	b = append(b, `,"decided_at":`...)
+	b = appendTime(b, g.DecidedAt)
+	return append(b, '}')
+}

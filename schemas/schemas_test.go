@@ -266,3 +266,17 @@ func FuzzScanDocument(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendJSONMatchesMarshal(t *testing.T) {
+	at := time.Date(2026, 11, 22, 1, 2, 3, 4000, time.FixedZone("", -5*3600))
+	for _, g := range []GrantDecided{
+		{ResultID: "r", ClaimEventID: "e", BatchID: "b<&>", UserID: "u\"\\\n", Status: StatusGranted, CouponID: "r", GrantSeq: 7, ClaimedAt: at, DecidedAt: at.UTC()},
+		{ResultID: "r", ClaimEventID: "e", BatchID: "b", UserID: "é🎉", Status: StatusRejected, Reason: RejectOutOfStock, ClaimedAt: at, DecidedAt: at},
+		{},
+	} {
+		want, _ := json.Marshal(g)
+		if got := g.appendJSON(nil); !bytes.Equal(got, want) {
+			t.Errorf("appendJSON\n got %s\nwant %s", got, want)
+		}
+	}
+}
