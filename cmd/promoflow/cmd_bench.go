@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/promoflow/promoflow/internal/stream"
 	"github.com/promoflow/promoflow/processors/coupon"
 	"github.com/promoflow/promoflow/schemas"
 )
@@ -128,6 +129,7 @@ func runBench(ctx context.Context, cfgPath, standins string, claims, users int, 
 	if err := waitAssigned(ctx, p); err != nil {
 		return err
 	}
+	base := p.Stats()
 	start := time.Now()
 	if err := produceRaw(ctx, env.brokers, recs, 0); err != nil {
 		return err
@@ -138,10 +140,25 @@ func runBench(ctx context.Context, cfgPath, standins string, claims, users int, 
 		return err
 	}
 	decidedAt := time.Since(start)
-	if err := waitRows(ctx, env, int64(claims), runDone); err != nil {
+	// The sinks commit a record only after writing it, so their committed
+	// counts say when every decision is stored (claims and grants for the
+	// ClickHouse archive, grants for MySQL); the row counts are checked once
+	// afterwards, since counting with FINAL while the sinks write would
+	// slow them down.
+	want := map[string]int64{stageMySQL: int64(claims), stageClickHouse: 2 * int64(claims)}
+	if err := waitCommitted(ctx, p, base, want, runDone); err != nil {
 		return err
 	}
 	e2e := time.Since(start)
+	for name, c := range env.counters {
+		n, err := c.CountGrants(ctx)
+		if err != nil {
+			return fmt.Errorf("counting rows in %s: %w", name, err)
+		}
+		if n != int64(claims) {
+			return fmt.Errorf("%s holds %d rows for %d claims", name, n, claims)
+		}
+	}
 	rate := float64(claims) / e2e.Seconds()
 	store := coupon.NewStore(env.parts.rdb, coupon.WithKeyPrefix(cfg.Redis.KeyPrefix))
 	hotGranted, err := store.Granted(ctx, s.hotBatch())
@@ -225,12 +242,15 @@ func waitResults(ctx context.Context, t *sampler, n int64, runDone <-chan error)
 	}
 }
 
-func waitRows(ctx context.Context, env *embedded, n int64, runDone <-chan error) error {
+// waitCommitted waits until each named stage has committed want more input
+// records than it had in base.
+func waitCommitted(ctx context.Context, p *pipeline, base map[string]stream.Stats, want map[string]int64, runDone <-chan error) error {
 	deadline := time.After(10 * time.Minute)
 	for {
 		done := true
-		for _, c := range env.counters {
-			if got, err := c.CountGrants(ctx); err != nil || got < n {
+		now := p.Stats()
+		for name, n := range want {
+			if now[name].Committed-base[name].Committed < n {
 				done = false
 			}
 		}
@@ -244,7 +264,7 @@ func waitRows(ctx context.Context, env *embedded, n int64, runDone <-chan error)
 			return fmt.Errorf("pipeline stopped: %v", err)
 		case <-deadline:
 			return errTimeout
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
