@@ -196,7 +196,7 @@ func (d *Decoder) Decode(b []byte) (*Envelope, error) {
 	if !isObject {
 		return nil, invalid(ReasonInvalidEnvelope, "want a JSON object")
 	}
-	if err := r.fastEnvelope.checkMembers(m, "envelope"); err != nil {
+	if err := r.fastEnvelope.checkMembers(m); err != nil {
 		return nil, invalid(ReasonInvalidEnvelope, "%v", err)
 	}
 	// Every field below was just validated, so these conversions succeed.
@@ -215,7 +215,7 @@ func (d *Decoder) Decode(b []byte) (*Envelope, error) {
 	if !ok {
 		return nil, invalid(ReasonUnknownType, "no schema for %s", tv)
 	}
-	pm, err := pr.check(env.Payload, "payload")
+	pm, err := pr.check(env.Payload)
 	if err != nil {
 		return nil, invalid(ReasonInvalidPayload, "%s: %v", tv, err)
 	}

@@ -29,6 +29,7 @@ const (
 )
 
 type rule struct {
+	path           string // where the rule sits, for error messages
 	kind           ruleKind
 	pattern        *matcher
 	patternSrc     string
@@ -41,6 +42,7 @@ type rule struct {
 }
 
 type objRule struct {
+	path     string
 	names    []string // declared property order, for stable errors
 	props    map[string]*rule
 	required []string
@@ -55,7 +57,7 @@ func compileRule(path string, v any) (*rule, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: schema is not an object", path)
 	}
-	r := &rule{minLen: -1, maxLen: -1}
+	r := &rule{path: path, minLen: -1, maxLen: -1}
 	for k, val := range m {
 		switch {
 		case annotations[k]:
@@ -118,7 +120,7 @@ func compileRule(path string, v any) (*rule, error) {
 		r.kind = kindString
 	}
 	if r.kind == kindObject {
-		o := &objRule{props: map[string]*rule{}}
+		o := &objRule{path: path, props: map[string]*rule{}}
 		if props, ok := m["properties"].(map[string]any); ok {
 			for name, pv := range props {
 				pr, err := compileRule(path+"."+name, pv)
@@ -150,16 +152,18 @@ func compileRule(path string, v any) (*rule, error) {
 
 // check validates raw (part of a document already checked to be valid
 // JSON) against o and returns its members.
-func (o *objRule) check(raw []byte, path string) (members, error) {
+func (o *objRule) check(raw []byte) (members, error) {
+	path := o.path
 	m, ok := splitObject(raw)
 	if !ok {
 		return nil, fmt.Errorf("%s: want an object", path)
 	}
-	return m, o.checkMembers(m, path)
+	return m, o.checkMembers(m)
 }
 
 // checkMembers validates an object's members against o.
-func (o *objRule) checkMembers(m members, path string) error {
+func (o *objRule) checkMembers(m members) error {
+	path := o.path
 	for _, req := range o.required {
 		if _, ok := m.get(req); !ok {
 			return fmt.Errorf("%s: missing property %q", path, req)
@@ -170,7 +174,7 @@ func (o *objRule) checkMembers(m members, path string) error {
 		if !ok {
 			continue
 		}
-		if err := o.props[name].check(v, path+"."+name); err != nil {
+		if err := o.props[name].check(v); err != nil {
 			return err
 		}
 	}
@@ -189,30 +193,32 @@ func (o *objRule) checkMembers(m members, path string) error {
 	return nil
 }
 
-func (r *rule) check(raw []byte, path string) error {
+func (r *rule) check(raw []byte) error {
+	path := r.path
 	switch r.kind {
 	case kindObject:
-		_, err := r.obj.check(raw, path)
+		_, err := r.obj.check(raw)
 		return err
 	case kindString:
 		raw = bytes.TrimSpace(raw)
 		if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
 			// No escapes: check the bytes in place, without a copy.
-			return r.checkBytes(raw[1:len(raw)-1], path)
+			return r.checkBytes(raw[1 : len(raw)-1])
 		}
 		s, err := rawString(raw)
 		if err != nil {
 			return fmt.Errorf("%s: %v", path, err)
 		}
-		return r.checkBytes([]byte(s), path)
+		return r.checkBytes([]byte(s))
 	case kindInteger:
-		_, err := r.integer(raw, path)
+		_, err := r.integer(raw)
 		return err
 	}
 	return nil
 }
 
-func (r *rule) checkBytes(s []byte, path string) error {
+func (r *rule) checkBytes(s []byte) error {
+	path := r.path
 	if r.minLen >= 0 || r.maxLen >= 0 {
 		n := utf8.RuneCount(s)
 		if r.minLen >= 0 && n < r.minLen {
@@ -236,7 +242,8 @@ func (r *rule) checkBytes(s []byte, path string) error {
 	return nil
 }
 
-func (r *rule) integer(raw []byte, path string) (int64, error) {
+func (r *rule) integer(raw []byte) (int64, error) {
+	path := r.path
 	s := string(bytes.TrimSpace(raw))
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || (len(s) > 1 && (s[0] == '0' || (s[0] == '-' && s[1] == '0'))) {

@@ -82,7 +82,11 @@ func compile() (*registry, error) {
 				keys[path.Base(name)] = k
 			}
 		}
-		fr, err := compileRule(path.Base(name), doc)
+		root := "payload"
+		if path.Base(name) == envelopeFile {
+			root = "envelope"
+		}
+		fr, err := compileRule(root, doc)
 		if err != nil {
 			return nil, fmt.Errorf("compiling checks for %s: %w", name, err)
 		}
