@@ -20,18 +20,7 @@ const testApp = "shop"
 // topics.yaml created (replication factor 1: kfake runs one broker here).
 func kafka(t testing.TB) []string {
 	t.Helper()
-	_, addrs := testenv.Kafka(t, 1)
-	f, err := topology.Load()
-	if err != nil {
-		t.Fatalf("loading topology: %v", err)
-	}
-	adm := admin(t, addrs)
-	ctx := testenv.Context(t, 10*time.Second)
-	for _, tp := range f.Topics {
-		if _, err := adm.CreateTopic(ctx, tp.Partitions, 1, nil, tp.Name); err != nil {
-			t.Fatalf("creating topic %s: %v", tp.Name, err)
-		}
-	}
+	addrs, _ := testenv.KafkaWithTopics(t)
 	return addrs
 }
 

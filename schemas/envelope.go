@@ -188,7 +188,10 @@ func (d *Decoder) Decode(b []byte) (*Envelope, error) {
 	if err := d.precheck(b); err != nil {
 		return nil, err
 	}
-	m, valid, isObject := scanDocument(b)
+	// The envelope keeps slices of the document (payload and its members),
+	// so it gets a copy of its own: callers may reuse b.
+	b = append([]byte(nil), b...)
+	m, pm, valid, isObject := scanDocumentNested(b, "payload")
 	if !valid {
 		var v any // for encoding/json's description of what is wrong
 		return nil, invalid(ReasonMalformed, "%v", json.Unmarshal(b, &v))
@@ -201,7 +204,7 @@ func (d *Decoder) Decode(b []byte) (*Envelope, error) {
 	}
 	// Every field below was just validated, so these conversions succeed.
 	field := func(name string) []byte { v, _ := m.get(name); return v }
-	env := &Envelope{Payload: json.RawMessage(append([]byte(nil), field("payload")...))}
+	env := &Envelope{Payload: json.RawMessage(field("payload"))}
 	env.EventID, _ = rawString(field("event_id"))
 	env.Type, _ = rawString(field("type"))
 	env.Version, _ = strconv.Atoi(string(field("version")))
@@ -215,8 +218,7 @@ func (d *Decoder) Decode(b []byte) (*Envelope, error) {
 	if !ok {
 		return nil, invalid(ReasonUnknownType, "no schema for %s", tv)
 	}
-	pm, err := pr.check(env.Payload)
-	if err != nil {
+	if err := pr.checkMembers(pm); err != nil {
 		return nil, invalid(ReasonInvalidPayload, "%s: %v", tv, err)
 	}
 	env.payloadMembers = pm

@@ -150,15 +150,18 @@ func compileRule(path string, v any) (*rule, error) {
 	return r, nil
 }
 
-// check validates raw (part of a document already checked to be valid
-// JSON) against o and returns its members.
+// check validates raw against o and returns its members.
 func (o *objRule) check(raw []byte) (members, error) {
 	path := o.path
-	m, ok := splitObject(raw)
-	if !ok {
+	m, valid, isObject := scanDocument(raw)
+	if !valid || !isObject {
 		return nil, fmt.Errorf("%s: want an object", path)
 	}
 	return m, o.checkMembers(m)
+}
+
+func (o *objRule) unconstrained() bool {
+	return len(o.props) == 0 && len(o.required) == 0 && !o.closed
 }
 
 // checkMembers validates an object's members against o.
@@ -197,6 +200,15 @@ func (r *rule) check(raw []byte) error {
 	path := r.path
 	switch r.kind {
 	case kindObject:
+		if r.obj.unconstrained() {
+			// Part of a document already checked to be valid JSON: an
+			// object is all this rule asks for (the envelope's payload,
+			// which its own schema checks next).
+			if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
+				return fmt.Errorf("%s: want an object", path)
+			}
+			return nil
+		}
 		_, err := r.obj.check(raw)
 		return err
 	case kindString:

@@ -25,97 +25,11 @@ func (ms members) get(name string) ([]byte, bool) {
 	return nil, false
 }
 
-// splitObject splits a JSON object into its members without decoding the
-// values. b must already be known to be valid JSON (json.Valid); it reports
-// false if b is not an object.
-func splitObject(b []byte) (members, bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return nil, false
-	}
-	ms := make(members, 0, 8)
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return ms, true
-	}
-	for i < len(b) {
-		// name
-		end := stringEnd(b, i)
-		raw := b[i:end]
-		var name []byte
-		if bytes.IndexByte(raw, '\\') < 0 {
-			name = raw[1 : len(raw)-1]
-		} else {
-			var s string
-			if err := json.Unmarshal(raw, &s); err != nil {
-				return nil, false
-			}
-			name = []byte(s)
-		}
-		i = skipSpace(b, end)
-		i = skipSpace(b, i+1) // ':'
-		vend := valueEnd(b, i)
-		ms = append(ms, member{name: name, value: b[i:vend]})
-		i = skipSpace(b, vend)
-		if i >= len(b) || b[i] == '}' {
-			break
-		}
-		i = skipSpace(b, i+1) // ','
-	}
-	return ms, true
-}
-
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
 	return i
-}
-
-// stringEnd returns the index after the string starting at b[i] == '"'.
-func stringEnd(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return len(b)
-}
-
-// valueEnd returns the index after the value starting at b[i].
-func valueEnd(b []byte, i int) int {
-	if i >= len(b) {
-		return i
-	}
-	switch b[i] {
-	case '"':
-		return stringEnd(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = stringEnd(b, j) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(b)
-	default:
-		j := i
-		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
-			j++
-		}
-		return j
-	}
 }
 
 // maxDepth matches encoding/json's nesting limit.
@@ -125,20 +39,35 @@ const maxDepth = 10000
 // in a single pass and, when it is an object, returns its members. valid
 // is false for malformed JSON; isObject is false for valid non-objects.
 func scanDocument(b []byte) (ms members, valid, isObject bool) {
+	ms, _, valid, isObject = scanDocumentNested(b, "")
+	return ms, valid, isObject
+}
+
+// scanDocumentNested is scanDocument that also returns the members of the
+// top-level member named nested when that is an object (the envelope's
+// payload), in the same pass.
+func scanDocumentNested(b []byte, nested string) (ms, inner members, valid, isObject bool) {
 	i := skipSpace(b, 0)
 	if i < len(b) && b[i] == '{' {
 		ms = make(members, 0, 8)
-		end, ok := scanObject(b, i, 0, &ms)
+		sc := objScan{nested: nested}
+		end, ok := sc.object(b, i, 0, &ms)
 		if !ok || skipSpace(b, end) != len(b) {
-			return nil, false, false
+			return nil, nil, false, false
 		}
-		return ms, true, true
+		return ms, sc.inner, true, true
 	}
 	end, ok := scanValue(b, i, 0)
 	if !ok || skipSpace(b, end) != len(b) {
-		return nil, false, false
+		return nil, nil, false, false
 	}
-	return nil, true, false
+	return nil, nil, true, false
+}
+
+// objScan carries what the top-level object scan collects.
+type objScan struct {
+	nested string
+	inner  members
 }
 
 // scanValue validates the value at b[i] and returns the index after it.
@@ -148,7 +77,7 @@ func scanValue(b []byte, i, depth int) (int, bool) {
 	}
 	switch c := b[i]; {
 	case c == '{':
-		return scanObject(b, i, depth, nil)
+		return (*objScan)(nil).object(b, i, depth, nil)
 	case c == '[':
 		if depth+1 > maxDepth {
 			return i, false
@@ -188,9 +117,9 @@ func scanValue(b []byte, i, depth int) (int, bool) {
 	return i, false
 }
 
-// scanObject validates the object at b[i]; with ms non-nil it also records
-// the object's members.
-func scanObject(b []byte, i, depth int, ms *members) (int, bool) {
+// object validates the object at b[i]; with ms non-nil it also records
+// the object's members, and (sc non-nil) those of the member sc.nested.
+func (sc *objScan) object(b []byte, i, depth int, ms *members) (int, bool) {
 	if depth+1 > maxDepth {
 		return i, false
 	}
@@ -206,28 +135,39 @@ func scanObject(b []byte, i, depth int, ms *members) (int, bool) {
 		if !ok {
 			return nend, false
 		}
-		name := b[i:nend]
+		var name []byte // decoded; only needed when recording members
+		if ms != nil {
+			raw := b[i:nend]
+			if bytes.IndexByte(raw, '\\') < 0 {
+				name = raw[1 : len(raw)-1]
+			} else {
+				var s string
+				if err := json.Unmarshal(raw, &s); err != nil {
+					return i, false
+				}
+				name = []byte(s)
+			}
+		}
 		i = skipSpace(b, nend)
 		if i >= len(b) || b[i] != ':' {
 			return i, false
 		}
 		i = skipSpace(b, i+1)
-		vend, ok := scanValue(b, i, depth+1)
+		var vend int
+		if sc != nil && ms != nil && i < len(b) && b[i] == '{' && string(name) == sc.nested {
+			sc.inner = make(members, 0, 8) // a repeated name: the last one wins
+			vend, ok = (*objScan)(nil).object(b, i, depth+1, &sc.inner)
+		} else {
+			if sc != nil && ms != nil && string(name) == sc.nested {
+				sc.inner = nil // the last value is not an object
+			}
+			vend, ok = scanValue(b, i, depth+1)
+		}
 		if !ok {
 			return vend, false
 		}
 		if ms != nil {
-			var n []byte
-			if bytes.IndexByte(name, '\\') < 0 {
-				n = name[1 : len(name)-1]
-			} else {
-				var s string
-				if err := json.Unmarshal(name, &s); err != nil {
-					return i, false
-				}
-				n = []byte(s)
-			}
-			*ms = append(*ms, member{name: n, value: b[i:vend]})
+			*ms = append(*ms, member{name: name, value: b[i:vend]})
 		}
 		i = skipSpace(b, vend)
 		if i >= len(b) {

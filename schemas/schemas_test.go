@@ -73,6 +73,9 @@ func TestDecodeCases(t *testing.T) {
 		{"channel too long", mutate(t, func(m map[string]any) { payload(m)["channel"] = strings.Repeat("é", 65) }), ReasonInvalidPayload},
 		{"channel 64 runes", mutate(t, func(m map[string]any) { payload(m)["channel"] = strings.Repeat("é", 64) }), ""},
 		{"key mismatch", mutate(t, func(m map[string]any) { m["key"] = "u2" }), ReasonKeyMismatch},
+		{"escaped member name", []byte(strings.Replace(validClaim, `"payload"`, `"pay\u006coad"`, 1)), ""},
+		{"payload given twice, last wins", []byte(strings.Replace(validClaim, `"channel":"live"}}`, `"channel":"live"},"payload":{"batch_id":"B2","user_id":"u1"}}`, 1)), ""},
+		{"payload given twice, last not an object", []byte(strings.Replace(validClaim, `"channel":"live"}}`, `"channel":"live"},"payload":"x"}`, 1)), ReasonInvalidEnvelope},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -146,6 +149,8 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 	f.Add([]byte(`{"event_id":"e","type":"coupon.batch.defined","version":1,"app_id":"a","occurred_at":"2026-11-22T11:00:00Z","key":"B","payload":{"batch_id":"B","revision":1,"total_stock":5,"per_user_limit":1,"valid_from":"2026-11-22T11:00:00Z","valid_until":"2026-11-23T11:00:00Z","status":"active"}}`))
 	f.Add([]byte(`{"event_id":"e","event_id":"f","type":"x.y","version":1e0}`))
 	f.Add([]byte("\"\\ud800\""))
+	f.Add([]byte(strings.Replace(validClaim, `"payload"`, `"pay\u006coad"`, 1)))
+	f.Add([]byte(strings.Replace(validClaim, `}}`, `},"payload":{"batch_id":"B2","user_id":"u1"}}`, 1)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := testDecoder()
 		got, gerr := d.Decode(b)

@@ -46,24 +46,7 @@ func (f *memFencer) Acquire(_ context.Context, group, topic string, p int32) (in
 
 func cluster(t *testing.T) (brokers []string, adm *kadm.Client) {
 	t.Helper()
-	_, brokers = testenv.Kafka(t, 1)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	adm = kadm.NewClient(cl)
-	topo, err := topology.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := testenv.Context(t, 30*time.Second)
-	for _, tp := range topo.Topics {
-		if _, err := adm.CreateTopic(ctx, tp.Partitions, 1, nil, tp.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return brokers, adm
+	return testenv.KafkaWithTopics(t)
 }
 
 func claimRecord(t testing.TB, i int, user string) *kgo.Record {

@@ -17,7 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/promoflow/promoflow/internal/topology"
 )
 
 func env(name, def string) string {
@@ -63,4 +67,29 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// KafkaWithTopics starts a one-broker kfake cluster with every topic of
+// topics.yaml created (replication factor 1) and returns its addresses and
+// an admin client; both are closed with the test.
+func KafkaWithTopics(t testing.TB) ([]string, *kadm.Client) {
+	t.Helper()
+	_, addrs := Kafka(t, 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	topo, err := topology.Load()
+	if err != nil {
+		t.Fatalf("loading topics.yaml: %v", err)
+	}
+	ctx := Context(t, 30*time.Second)
+	for _, tp := range topo.Topics {
+		if _, err := adm.CreateTopic(ctx, tp.Partitions, 1, nil, tp.Name); err != nil {
+			t.Fatalf("creating topic %s: %v", tp.Name, err)
+		}
+	}
+	return addrs, adm
 }
