@@ -9,7 +9,6 @@ import (
 	"math/rand"
 	"os"
 	"runtime/debug"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -493,12 +492,5 @@ func (s *sampler) percentiles(ps ...float64) []time.Duration {
 	s.mu.Lock()
 	l := append([]time.Duration(nil), s.lat...)
 	s.mu.Unlock()
-	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-	out := make([]time.Duration, len(ps))
-	for i, p := range ps {
-		if len(l) > 0 {
-			out[i] = l[int(p*float64(len(l)-1))]
-		}
-	}
-	return out
+	return percentiles(l, ps...)
 }

@@ -566,14 +566,17 @@ func (t *tally) percentiles(ps ...float64) []time.Duration {
 	t.mu.Lock()
 	l := append([]time.Duration(nil), t.lat...)
 	t.mu.Unlock()
+	return percentiles(l, ps...)
+}
+
+// percentiles sorts l and returns the values at the given quantiles.
+func percentiles(l []time.Duration, ps ...float64) []time.Duration {
 	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
 	out := make([]time.Duration, len(ps))
-	if len(l) == 0 {
-		return out
-	}
 	for i, p := range ps {
-		idx := int(p * float64(len(l)-1))
-		out[i] = l[idx]
+		if len(l) > 0 {
+			out[i] = l[int(p*float64(len(l)-1))]
+		}
 	}
 	return out
 }
