@@ -323,3 +323,41 @@ func TestNewRejectsUndeclaredTopics(t *testing.T) {
 		t.Fatal("fenced stage without a Fencer was accepted")
 	}
 }
+
+// TestRunnerDrainsBatchInFlightOnShutdown cancels Run while a batch is in
+// the handler: the batch finishes, its outputs are produced and its offsets
+// committed before Run returns, so a restart redelivers nothing.
+func TestRunnerDrainsBatchInFlightOnShutdown(t *testing.T) {
+	brokers, adm := cluster(t)
+	var recs []*kgo.Record
+	for i := 0; i < 50; i++ {
+		recs = append(recs, claimRecord(t, i, "one-user"))
+	}
+	produce(t, brokers, recs...)
+	inHandler := make(chan struct{})
+	var handled atomic.Int64
+	var once sync.Once
+	h := HandlerFunc(func(ctx context.Context, b *Batch) (Result, error) {
+		once.Do(func() { close(inHandler) })
+		time.Sleep(300 * time.Millisecond) // still working when shutdown starts
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		handled.Add(int64(len(b.Events)))
+		return echo(ctx, b)
+	})
+	_, cancel, done := startRunner(t, Config{Brokers: brokers}, testStage(HandlerFunc(h)))
+	<-inHandler
+	cancel()
+	<-done
+	n := handled.Load()
+	if n == 0 {
+		t.Fatal("the batch in flight was abandoned at shutdown")
+	}
+	if c := committed(t, adm, "g-test", claims); c != n {
+		t.Fatalf("handled %d records but committed %d", n, c)
+	}
+	if out := consumeAll(t, brokers, grants, int(n)); int64(len(out)) != n {
+		t.Fatalf("%d outputs for %d handled records", len(out), n)
+	}
+}
