@@ -219,6 +219,10 @@ func listTopics(ctx context.Context, adm *kadm.Client, topo *topology.File, w io
 	if err != nil {
 		return fmt.Errorf("listing end offsets: %w", err)
 	}
+	starts, err := adm.ListStartOffsets(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("listing start offsets: %w", err)
+	}
 	fmt.Fprintf(w, "%-16s %-10s %-8s %-9s %-10s %s\n", "TOPIC", "PARTITIONS", "POLICY", "RECORDS", "KEY", "SCHEMAS")
 	for _, t := range topo.Topics {
 		parts := "missing"
@@ -226,9 +230,15 @@ func listTopics(ctx context.Context, adm *kadm.Client, topo *topology.File, w io
 			parts = fmt.Sprint(len(d.Partitions))
 		}
 		var n int64
+		// Records held = end - start (retention and compaction delete from the start).
 		ends.Each(func(o kadm.ListedOffset) {
 			if o.Topic == t.Name && o.Err == nil {
 				n += o.Offset
+			}
+		})
+		starts.Each(func(o kadm.ListedOffset) {
+			if o.Topic == t.Name && o.Err == nil {
+				n -= o.Offset
 			}
 		})
 		fmt.Fprintf(w, "%-16s %-10s %-8s %-9d %-10s %s\n", t.Name, parts, t.CleanupPolicy, n, t.Key, strings.Join(t.Schemas, ","))

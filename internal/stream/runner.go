@@ -15,6 +15,10 @@ import (
 	"github.com/promoflow/promoflow/schemas"
 )
 
+// HeaderDLQPrefix starts every header the runtime adds to a dead letter;
+// a replay strips the headers with this prefix.
+const HeaderDLQPrefix = "promoflow.dlq."
+
 // Header names on dead-letter records.
 const (
 	HeaderDLQReason          = "promoflow.dlq.reason"
