@@ -111,24 +111,61 @@ func isNoScript(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "NOSCRIPT")
 }
 
+// maxRun bounds the claims one script call decides, so that a call holds
+// Redis for at most a few milliseconds.
+const maxRun = 500
+
 func (s *Store) claim(ctx context.Context, fenceField string, epoch int64, now time.Time, in []ClaimInput) ([]Outcome, error) {
 	nowMs := strconv.FormatInt(now.UnixMilli(), 10)
 	ttl := strconv.FormatInt(int64(s.ttl/time.Second), 10)
 	epochS := strconv.FormatInt(epoch, 10)
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(in))
+
+	// One script call per run of claims of the same batch (all keys of a
+	// call share the batch's hash slot). Claims keep their order within a
+	// batch; claims of different batches touch different keys.
+	type run struct {
+		idx []int
+		cmd *redis.Cmd
+	}
+	var order []string
+	runs := map[string][]*run{}
 	for i, c := range in {
-		bk := s.batchKey(c.BatchID)
-		var total, limit, userExpiry int64
-		if c.Def != nil {
-			total, limit = c.Def.TotalStock, c.Def.PerUserLimit
-			// A user's count must outlive every claim that can still be
-			// granted: those occur before ValidUntil (plus clock skew).
-			userExpiry = c.Def.ValidUntil.Add(30 * 24 * time.Hour).Unix()
+		rs := runs[c.BatchID]
+		if len(rs) == 0 || len(rs[len(rs)-1].idx) == maxRun {
+			if len(rs) == 0 {
+				order = append(order, c.BatchID)
+			}
+			rs = append(rs, &run{})
+			runs[c.BatchID] = rs
 		}
-		keys := []string{bk + ":d:" + c.AppID + ":" + c.EventID, bk + ":granted", bk + ":u:" + c.UserID, bk + ":fence"}
-		cmds[i] = pipe.EvalSha(ctx, claimScript.Hash(), keys,
-			fenceField, epochS, c.Precheck, total, limit, nowMs, ttl, userExpiry)
+		r := rs[len(rs)-1]
+		r.idx = append(r.idx, i)
+	}
+	pipe := s.rdb.Pipeline()
+	for _, batch := range order {
+		bk := s.batchKey(batch)
+		for _, r := range runs[batch] {
+			// The definition in force when the poll was handled: the same
+			// pointer for every claim of the batch in this call.
+			def := in[r.idx[0]].Def
+			var total, limit, userExpiry int64
+			if def != nil {
+				total, limit = def.TotalStock, def.PerUserLimit
+				// A user's count must outlive every claim that can still be
+				// granted: those occur before ValidUntil (plus clock skew).
+				userExpiry = def.ValidUntil.Add(30 * 24 * time.Hour).Unix()
+			}
+			keys := make([]string, 0, 2+2*len(r.idx))
+			keys = append(keys, bk+":granted", bk+":fence")
+			args := make([]any, 0, 7+len(r.idx))
+			args = append(args, fenceField, epochS, total, limit, nowMs, ttl, userExpiry)
+			for _, i := range r.idx {
+				c := in[i]
+				keys = append(keys, bk+":d:"+c.AppID+":"+c.EventID, bk+":u:"+c.UserID)
+				args = append(args, c.Precheck)
+			}
+			r.cmd = pipe.EvalSha(ctx, claimScript.Hash(), keys, args...)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		// Exec returns the first command error; any failure fails the batch,
@@ -136,22 +173,27 @@ func (s *Store) claim(ctx context.Context, fenceField string, epoch int64, now t
 		return nil, fmt.Errorf("running claim script: %w", err)
 	}
 	out := make([]Outcome, len(in))
-	for i, cmd := range cmds {
-		res, err := cmd.Slice()
-		if err != nil || len(res) != 2 {
-			return nil, fmt.Errorf("reading claim script result: %v %w", res, err)
+	for _, batch := range order {
+		for _, r := range runs[batch] {
+			res, err := r.cmd.StringSlice()
+			if err != nil {
+				return nil, fmt.Errorf("reading claim script result: %w", err)
+			}
+			if len(res) == 1 && res[0] == "fenced" {
+				return nil, fmt.Errorf("claims of batch %s: %w", batch, stream.ErrFenced)
+			}
+			if len(res) != 1+2*len(r.idx) || res[0] != "ok" {
+				return nil, fmt.Errorf("reading claim script result: %d values for %d claims", len(res), len(r.idx))
+			}
+			for j, i := range r.idx {
+				o, err := parseDecision(res[2+2*j])
+				if err != nil {
+					return nil, err
+				}
+				o.Replayed = res[1+2*j] == "dup"
+				out[i] = o
+			}
 		}
-		kind, _ := res[0].(string)
-		dec, _ := res[1].(string)
-		if kind == "fenced" {
-			return nil, fmt.Errorf("claim of %s/%s: %w", in[i].AppID, in[i].EventID, stream.ErrFenced)
-		}
-		o, err := parseDecision(dec)
-		if err != nil {
-			return nil, err
-		}
-		o.Replayed = kind == "dup"
-		out[i] = o
 	}
 	return out, nil
 }

@@ -222,3 +222,40 @@ func TestIntegrationClaimConcurrentDuplicates(t *testing.T) {
 		t.Fatalf("granted counter = %d", n)
 	}
 }
+
+// TestIntegrationClaimLongRunsKeepOrder decides 1,300 claims of one batch
+// (more than one script call's run) mixed with another batch's: grants are
+// numbered in input order and stop exactly at the stock.
+func TestIntegrationClaimLongRunsKeepOrder(t *testing.T) {
+	s, _ := testStore(t)
+	ctx := testenv.Context(t, time.Minute)
+	a := batch(func(b *schemas.BatchDefined) { b.BatchID = "A"; b.TotalStock = 1000; b.PerUserLimit = 1 })
+	b := batch(func(b *schemas.BatchDefined) { b.BatchID = "B"; b.TotalStock = 5; b.PerUserLimit = 1 })
+	var in []ClaimInput
+	for i := 0; i < 1300; i++ {
+		in = append(in, claimIn(a, fmt.Sprintf("a%d", i), fmt.Sprintf("u%d", i)))
+		if i%100 == 0 {
+			in = append(in, claimIn(b, fmt.Sprintf("b%d", i), fmt.Sprintf("u%d", i)))
+		}
+	}
+	out, err := s.Claim(ctx, "t/0", 1, time.Now(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqA, seqB int64
+	for i, o := range out {
+		seq := &seqA
+		stock := a.TotalStock
+		if in[i].BatchID == "B" {
+			seq, stock = &seqB, b.TotalStock
+		}
+		if *seq < stock {
+			*seq++
+			if !o.Granted || o.Seq != *seq {
+				t.Fatalf("claim %d (%s): %+v, want grant #%d", i, in[i].EventID, o, *seq)
+			}
+		} else if o.Granted || o.Reason != schemas.RejectOutOfStock {
+			t.Fatalf("claim %d (%s): %+v, want out_of_stock", i, in[i].EventID, o)
+		}
+	}
+}
