@@ -235,7 +235,7 @@ func (r *report) print(w io.Writer) {
 				kind = " (" + c.kind + ")"
 			}
 		}
-		fmt.Fprintf(w, "  rows in %-9s%d%s\n", n, r.rows[n], kind)
+		fmt.Fprintf(w, "  rows in %-11s %d%s\n", n, r.rows[n], kind)
 	}
 	var dead []string
 	for k, v := range r.snap.deadBy {
