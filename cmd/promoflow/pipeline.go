@@ -58,7 +58,7 @@ type pipeline struct {
 // stageDecls returns the declarations of every stage, without connecting,
 // for topology checks and `promoflow topics graph`.
 func stageDecls() []topology.Node {
-	stages := append([]stream.Stage{coupon.New(nil, nil).Stage()}, sinkStages(nil, nil)...)
+	stages := append([]stream.Stage{coupon.New(nil, nil).Stage(), coupon.AdminStage()}, sinkStages(nil, nil)...)
 	nodes := make([]topology.Node, len(stages))
 	for i, s := range stages {
 		nodes[i] = s.Node()
@@ -177,6 +177,12 @@ func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) 
 			return nil, err
 		}
 		p.runners = append(p.runners, r)
+		// The admin check runs with the processor (a group of its own).
+		ar, err := stream.New(scfg, coupon.AdminStage())
+		if err != nil {
+			return nil, err
+		}
+		p.runners = append(p.runners, ar)
 	}
 
 	var my, ch sinkWriter = pt.mysql, pt.clickhouse

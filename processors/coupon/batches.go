@@ -27,10 +27,19 @@ func (b *Batches) Apply(env *schemas.Envelope) error {
 	if err := env.DecodePayload(&def); err != nil {
 		return err
 	}
+	if err := CheckBatch(&def); err != nil {
+		return err
+	}
+	b.Put(&def)
+	return nil
+}
+
+// CheckBatch applies the rules of a batch definition that its schema cannot
+// express. A definition that breaks one is never cached.
+func CheckBatch(def *schemas.BatchDefined) error {
 	if !def.ValidUntil.After(def.ValidFrom) {
 		return fmt.Errorf("batch %s revision %d: valid_until must be after valid_from: %w", def.BatchID, def.Revision, schemas.ErrInvalid)
 	}
-	b.Put(&def)
 	return nil
 }
 

@@ -16,6 +16,8 @@ const (
 	TopicClaims = "coupon.claims"
 	TopicGrants = "coupon.grants"
 	Group       = "promoflow-coupon"
+	// AdminGroup checks the admin topic once for the whole deployment.
+	AdminGroup = "promoflow-coupon-admin"
 	// ResultKind separates coupon grant result ids from other processors'.
 	ResultKind = "coupon.grant"
 )
@@ -119,4 +121,32 @@ func GrantRecord(claim *schemas.Envelope, c schemas.ClaimRequested, o Outcome) (
 			{Key: "promoflow.version", Value: []byte("1")},
 		},
 	}, nil
+}
+
+// AdminStage declares the check of the admin topic. Every instance reads
+// that topic whole into its cache (a View), so none of them owns its bad
+// records; this one group reads it too and dead-letters, once, each
+// definition that does not decode or breaks CheckBatch (reason
+// invalid_batch). It changes no state.
+func AdminStage() stream.Stage {
+	return stream.Stage{
+		Name:    "coupon-admin",
+		Group:   AdminGroup,
+		Reads:   []string{TopicAdmin},
+		Handles: []string{schemas.TypeVersion{Type: schemas.TypeCouponBatchDefined, Version: 1}.String()},
+		Handler: stream.HandlerFunc(func(_ context.Context, b *stream.Batch) (stream.Result, error) {
+			var res stream.Result
+			for _, ev := range b.Events {
+				var def schemas.BatchDefined
+				err := ev.Env.DecodePayload(&def)
+				if err == nil {
+					err = CheckBatch(&def)
+				}
+				if err != nil {
+					res.Dead = append(res.Dead, stream.DeadLetter{Record: ev.Record, Reason: "invalid_batch", Detail: err.Error()})
+				}
+			}
+			return res, nil
+		}),
+	}
 }
