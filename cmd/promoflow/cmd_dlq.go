@@ -161,6 +161,7 @@ type dlqRecord struct {
 	SourceOffset    int64 // -1 when absent or unparsable
 	Truncated       bool
 	OriginalSize    int64 // the value's size before truncation, when truncated
+	KeyTruncated    bool  // the key was cut to 1 KiB
 
 	Key, Value []byte
 	// Headers are the source record's own headers, without promoflow.dlq.*.
@@ -207,6 +208,8 @@ func parseDLQRecord(r *kgo.Record) *dlqRecord {
 		case stream.HeaderDLQTruncated:
 			d.Truncated = true
 			d.OriginalSize, _ = strconv.ParseInt(v, 10, 64)
+		case stream.HeaderDLQKeyTruncated:
+			d.KeyTruncated = true
 		}
 	}
 	return d
@@ -811,6 +814,9 @@ func replayDLQ(ctx context.Context, brokers []string, opts dlqReplayOptions, w i
 		switch {
 		case d.Truncated:
 			refuse(d, fmt.Sprintf("the value was truncated in the DLQ (%d bytes originally); republish the original from its producer", d.OriginalSize))
+			return true
+		case d.KeyTruncated:
+			refuse(d, "the key was truncated in the DLQ; republish the original from its producer")
 			return true
 		case target != "":
 		case d.SourceTopic == "":

@@ -44,7 +44,7 @@ connections close. Run 'promoflow topics apply' once before the first run.`,
 				if err != nil {
 					return err
 				}
-				if err := topo.Check(stageDecls()...); err != nil {
+				if err := topo.Check(stageDeclsWithDLQ(cfg.Runtime.DLQTopic)...); err != nil {
 					return fmt.Errorf("checking stages against topics.yaml: %w", err)
 				}
 				p, err := buildPipeline(ctx, cfg, stages, parts{})

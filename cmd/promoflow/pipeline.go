@@ -56,14 +56,18 @@ type pipeline struct {
 }
 
 // stageDecls returns the declarations of every stage, without connecting,
-// for topology checks and `promoflow topics graph`.
-func stageDecls() []topology.Node {
+// for topology checks and `promoflow topics graph`, with the default
+// dead-letter topic.
+func stageDecls() []topology.Node { return stageDeclsWithDLQ("promoflow.dlq") }
+
+// stageDeclsWithDLQ is stageDecls with the configured dead-letter topic.
+func stageDeclsWithDLQ(dlq string) []topology.Node {
 	stages := append([]stream.Stage{coupon.New(nil, nil).Stage(), coupon.AdminStage()}, sinkStages(nil, nil)...)
 	nodes := make([]topology.Node, len(stages))
 	for i, s := range stages {
 		nodes[i] = s.Node()
 		// Every stage may dead-letter (the runtime adds the configured DLQ).
-		nodes[i].Writes = append(nodes[i].Writes, "promoflow.dlq")
+		nodes[i].Writes = append(nodes[i].Writes, dlq)
 	}
 	return nodes
 }

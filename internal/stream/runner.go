@@ -29,11 +29,16 @@ const (
 	HeaderDLQSourceOffset    = "promoflow.dlq.source.offset"
 	HeaderDLQAt              = "promoflow.dlq.at"
 	HeaderDLQTruncated       = "promoflow.dlq.truncated"
+	// HeaderDLQKeyTruncated holds the original key size when the key was cut.
+	HeaderDLQKeyTruncated = "promoflow.dlq.key_truncated"
 )
 
 // maxDeadValue bounds a dead letter's value so that a record near the
 // broker's size limit can still be dead-lettered with headers added.
 const maxDeadValue = 256 << 10
+
+// maxDeadKey bounds a dead letter's key likewise.
+const maxDeadKey = 1024
 
 // Stats counts what a Runner did. Read it with Runner.Stats.
 type Stats struct {
@@ -569,8 +574,9 @@ func (r *Runner) deadRecord(d DeadLetter) *kgo.Record {
 		kgo.RecordHeader{Key: HeaderDLQAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
 	)
 	key := src.Key
-	if len(key) > 1024 {
-		key = key[:1024]
+	if len(key) > maxDeadKey {
+		headers = append(headers, kgo.RecordHeader{Key: HeaderDLQKeyTruncated, Value: []byte(strconv.Itoa(len(key)))})
+		key = key[:maxDeadKey]
 	}
 	return &kgo.Record{Topic: r.cfg.DLQTopic, Key: key, Value: value, Headers: headers}
 }

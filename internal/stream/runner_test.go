@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -359,5 +360,29 @@ func TestRunnerDrainsBatchInFlightOnShutdown(t *testing.T) {
 	}
 	if out := consumeAll(t, brokers, grants, int(n)); int64(len(out)) != n {
 		t.Fatalf("%d outputs for %d handled records", len(out), n)
+	}
+}
+
+func TestDeadRecordMarksWhatItCuts(t *testing.T) {
+	r := &Runner{stage: Stage{Name: "s"}, cfg: Config{DLQTopic: dlq}}
+	src := &kgo.Record{Topic: claims, Partition: 2, Offset: 7, Key: make([]byte, 2000), Value: make([]byte, maxDeadValue+10)}
+	d := r.deadRecord(DeadLetter{Record: src, Reason: "too_large", Detail: "x"})
+	h := map[string]string{}
+	for _, x := range d.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	if len(d.Key) != maxDeadKey || h[HeaderDLQKeyTruncated] != "2000" {
+		t.Fatalf("key %d bytes, header %q", len(d.Key), h[HeaderDLQKeyTruncated])
+	}
+	if len(d.Value) != maxDeadValue || h[HeaderDLQTruncated] != fmt.Sprint(maxDeadValue+10) {
+		t.Fatalf("value %d bytes, header %q", len(d.Value), h[HeaderDLQTruncated])
+	}
+	if h[HeaderDLQSourcePartition] != "2" || h[HeaderDLQSourceOffset] != "7" || h[HeaderDLQReason] != "too_large" || d.Topic != dlq {
+		t.Fatalf("headers %v topic %s", h, d.Topic)
+	}
+	for k := range h {
+		if !strings.HasPrefix(k, HeaderDLQPrefix) {
+			t.Fatalf("header %s lacks the prefix %s", k, HeaderDLQPrefix)
+		}
 	}
 }
