@@ -105,12 +105,9 @@ Examples:
 					}
 					filter.Offsets = offs
 				}
-				cfg, err := loadConfig(*cfgPath)
+				cfg, err := loadConfigBrokers(*cfgPath, *brokers)
 				if err != nil {
 					return err
-				}
-				if *brokers != "" {
-					cfg.Kafka.Brokers = splitList(*brokers)
 				}
 				if args[0] == "list" {
 					_, err := listDLQ(ctx, cfg.Kafka.Brokers, dlqListOptions{

@@ -33,19 +33,6 @@ func (s *stringsFlag) Set(v string) error {
 	return nil
 }
 
-// brokersFromFlags loads the configuration, applies --brokers and returns the
-// seed brokers.
-func brokersFromFlags(cfgPath, brokers string) ([]string, error) {
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	if brokers != "" {
-		cfg.Kafka.Brokers = splitList(brokers)
-	}
-	return cfg.Kafka.Brokers, nil
-}
-
 func init() {
 	register(&command{
 		name:    "groups",
@@ -63,10 +50,11 @@ Groups are sorted by name, members by member id.`,
 				if len(args) != 0 {
 					return usagef("groups takes no arguments")
 				}
-				seeds, err := brokersFromFlags(*cfgPath, *brokers)
+				cfg, err := loadConfigBrokers(*cfgPath, *brokers)
 				if err != nil {
 					return err
 				}
+				seeds := cfg.Kafka.Brokers
 				cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
 				if err != nil {
 					return err
@@ -98,10 +86,11 @@ lag. An unknown group is reported as such and is not an error.`,
 				if len(args) != 0 {
 					return usagef("lag takes no arguments (use --group)")
 				}
-				seeds, err := brokersFromFlags(*cfgPath, *brokers)
+				cfg, err := loadConfigBrokers(*cfgPath, *brokers)
 				if err != nil {
 					return err
 				}
+				seeds := cfg.Kafka.Brokers
 				return reportLag(ctx, seeds, groups, os.Stdout)
 			}
 		},

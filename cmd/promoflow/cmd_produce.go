@@ -37,12 +37,9 @@ Example:
 				if *app == "" {
 					return usagef("--app is required")
 				}
-				cfg, err := loadConfig(*cfgPath)
+				cfg, err := loadConfigBrokers(*cfgPath, *brokers)
 				if err != nil {
 					return err
-				}
-				if *brokers != "" {
-					cfg.Kafka.Brokers = splitList(*brokers)
 				}
 				var in io.Reader = os.Stdin
 				if *file != "-" {

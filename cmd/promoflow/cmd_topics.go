@@ -44,12 +44,9 @@ func init() {
 					fmt.Print(topo.Graph(stageDecls()...))
 					return nil
 				}
-				cfg, err := loadConfig(*cfgPath)
+				cfg, err := loadConfigBrokers(*cfgPath, *brokers)
 				if err != nil {
 					return err
-				}
-				if *brokers != "" {
-					cfg.Kafka.Brokers = splitList(*brokers)
 				}
 				cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
 				if err != nil {

@@ -109,6 +109,20 @@ func loadConfig(path string) (*Config, error) {
 	return &c, nil
 }
 
+// loadConfigBrokers is loadConfig for the commands with a --brokers flag:
+// a non-empty brokers list replaces kafka.brokers (flags win over the
+// environment and the file).
+func loadConfigBrokers(path, brokers string) (*Config, error) {
+	c, err := loadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if brokers != "" {
+		c.Kafka.Brokers = splitList(brokers)
+	}
+	return c, nil
+}
+
 // envOverrides lists every environment variable the config reads.
 var envOverrides = []struct{ name, doc string }{
 	{"PROMOFLOW_KAFKA_BROKERS", "comma-separated seed brokers"},

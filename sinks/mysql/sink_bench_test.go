@@ -1,7 +1,6 @@
 package mysql_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -18,17 +17,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 	const rows = 5000
 	b.Run("NewResults", func(b *testing.B) {
 		s, _ := newSink(b, mysql.Config{})
-		ctx := testenv.Context(b, 10*time.Minute)
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
-			b.StopTimer()
-			events := sinktest.Grants(b, fmt.Sprintf("bench-%d", i), rows)
-			b.StartTimer()
-			if err := s.WriteBatch(ctx, events); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+		sinktest.BenchWriteBatch(b, s, rows)
 	})
 	b.Run("ReplayedBatch", func(b *testing.B) {
 		s, _ := newSink(b, mysql.Config{})
