@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -26,6 +27,7 @@ const (
 	kindObject
 	kindString
 	kindInteger
+	kindArray
 )
 
 type rule struct {
@@ -39,6 +41,9 @@ type rule struct {
 	hasMin, hasMax bool
 	min, max       int64
 	obj            *objRule
+	// items, minItems and maxItems constrain an array (-1 = no bound).
+	items              *rule
+	minItems, maxItems int
 }
 
 type objRule struct {
@@ -57,7 +62,7 @@ func compileRule(path string, v any) (*rule, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: schema is not an object", path)
 	}
-	r := &rule{path: path, minLen: -1, maxLen: -1}
+	r := &rule{path: path, minLen: -1, maxLen: -1, minItems: -1, maxItems: -1}
 	for k, val := range m {
 		switch {
 		case annotations[k]:
@@ -69,18 +74,20 @@ func compileRule(path string, v any) (*rule, error) {
 				r.kind = kindString
 			case "integer":
 				r.kind = kindInteger
+			case "array":
+				r.kind = kindArray
 			default:
 				return nil, fmt.Errorf("%s: unsupported type %v", path, val)
 			}
-		case k == "properties", k == "required", k == "additionalProperties":
-			// handled with the object below
+		case k == "properties", k == "required", k == "additionalProperties", k == "items":
+			// handled with the object or array below
 		case k == "pattern":
 			m, err := compilePattern(val.(string))
 			if err != nil {
 				return nil, fmt.Errorf("%s: pattern: %w", path, err)
 			}
 			r.pattern, r.patternSrc = m, val.(string)
-		case k == "minLength", k == "maxLength", k == "minimum", k == "maximum":
+		case k == "minLength", k == "maxLength", k == "minimum", k == "maximum", k == "minItems", k == "maxItems":
 			n, err := strconv.ParseInt(fmt.Sprint(val), 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", path, k, err)
@@ -94,6 +101,10 @@ func compileRule(path string, v any) (*rule, error) {
 				r.hasMin, r.min = true, n
 			case "maximum":
 				r.hasMax, r.max = true, n
+			case "minItems":
+				r.minItems = int(n)
+			case "maxItems":
+				r.maxItems = int(n)
 			}
 		case k == "format":
 			if val != "date-time" {
@@ -146,6 +157,19 @@ func compileRule(path string, v any) (*rule, error) {
 		r.obj = o
 	} else if _, ok := m["properties"]; ok {
 		return nil, fmt.Errorf("%s: properties without type object", path)
+	}
+	if it, ok := m["items"]; ok {
+		if r.kind != kindArray {
+			return nil, fmt.Errorf("%s: items without type array", path)
+		}
+		ir, err := compileRule(path+"[]", it)
+		if err != nil {
+			return nil, err
+		}
+		r.items = ir
+	}
+	if (r.minItems >= 0 || r.maxItems >= 0) && r.kind != kindArray {
+		return nil, fmt.Errorf("%s: minItems/maxItems without type array", path)
 	}
 	return r, nil
 }
@@ -225,6 +249,43 @@ func (r *rule) check(raw []byte) error {
 	case kindInteger:
 		_, err := r.integer(raw)
 		return err
+	case kindArray:
+		return r.checkArray(raw)
+	}
+	return nil
+}
+
+// checkArray validates an array (part of a document already checked to be
+// valid JSON) element by element.
+func (r *rule) checkArray(raw []byte) error {
+	path := r.path
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '[' {
+		return fmt.Errorf("%s: want an array", path)
+	}
+	n := 0
+	i := skipSpace(raw, 1)
+	for i < len(raw) && raw[i] != ']' {
+		end, ok := scanValue(raw, i, 1)
+		if !ok {
+			return fmt.Errorf("%s: want an array", path)
+		}
+		n++
+		if r.maxItems >= 0 && n > r.maxItems {
+			return fmt.Errorf("%s: more than %d items", path, r.maxItems)
+		}
+		if r.items != nil {
+			if err := r.items.check(raw[i:end]); err != nil {
+				return fmt.Errorf("%s[%d]%s", path, n-1, strings.TrimPrefix(err.Error(), r.items.path))
+			}
+		}
+		i = skipSpace(raw, end)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	if r.minItems >= 0 && n < r.minItems {
+		return fmt.Errorf("%s: fewer than %d items", path, r.minItems)
 	}
 	return nil
 }
