@@ -46,7 +46,9 @@ type Stats struct {
 	// Skipped counts invalid records a SkipInvalid stage passed over.
 	Skipped               int64
 	FailedBatches, Fenced int64
-	DeadByReason          map[string]int64
+	// Ticks counts Ticks whose outputs were acknowledged.
+	Ticks        int64
+	DeadByReason map[string]int64
 	// Time spent, summed over polls: waiting in poll, decoding and
 	// handling, waiting for outputs to be acknowledged, and committing.
 	PollTime, HandleTime, ProduceTime, CommitTime time.Duration
@@ -81,6 +83,10 @@ type Runner struct {
 	assigned  chan struct{} // closed on the first assignment
 	firstOnce sync.Once
 	closeOnce sync.Once
+	// workMu serialises handling a poll, a Tick and a revocation, so that a
+	// timer never fires on a partition that is moving or being handled.
+	workMu sync.Mutex
+	ticked atomic.Int64
 }
 
 // New checks the stage against the topology and connects a group member.
@@ -166,7 +172,7 @@ func (r *Runner) Stats() Stats {
 	r.deadMu.Unlock()
 	return Stats{
 		In: r.in.Load(), Out: r.out.Load(), Dead: r.dead.Load(), Committed: r.committed.Load(),
-		Skipped: r.skipped.Load(), FailedBatches: r.failed.Load(), Fenced: r.fenced.Load(), DeadByReason: by,
+		Skipped: r.skipped.Load(), FailedBatches: r.failed.Load(), Fenced: r.fenced.Load(), Ticks: r.ticked.Load(), DeadByReason: by,
 		PollTime: time.Duration(r.pollNs.Load()), HandleTime: time.Duration(r.handleNs.Load()),
 		ProduceTime: time.Duration(r.produceNs.Load()), CommitTime: time.Duration(r.commitNs.Load()), Polls: r.polls.Load(),
 	}
@@ -214,6 +220,8 @@ func (r *Runner) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[st
 }
 
 func (r *Runner) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	r.workMu.Lock() // wait for a Tick in flight
+	defer r.workMu.Unlock()
 	// Without CommitInterval everything handled was committed before the
 	// rebalance was allowed; with it, commit what is marked now, before the
 	// partitions move.
@@ -229,6 +237,8 @@ func (r *Runner) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 }
 
 func (r *Runner) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	r.workMu.Lock()
+	defer r.workMu.Unlock()
 	r.forget(lost)
 	if len(lost) > 0 {
 		r.log.Warn("partitions lost (session expired or fenced by the group)", "partitions", fmtParts(lost))
@@ -249,6 +259,12 @@ func (r *Runner) forget(parts map[string][]int32) {
 // commits it and leaves the group. It returns nil on a clean shutdown.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.Close()
+	if t, ok := r.stage.Handler.(Ticker); ok {
+		tctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); r.runTicks(tctx, t) }()
+		defer func() { stop(); <-done }()
+	}
 	backoff := time.Duration(0)
 	for {
 		if ctx.Err() != nil {
@@ -269,7 +285,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		// The batch in flight finishes even if ctx is cancelled meanwhile
 		// (drain), bounded by DrainTimeout.
 		pctx, cancel := drainContext(ctx, r.cfg.DrainTimeout)
+		r.workMu.Lock()
 		ok := r.processPoll(pctx, fetches)
+		r.workMu.Unlock()
 		cancel()
 		r.cl.AllowRebalance()
 		if ok {

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -95,6 +96,9 @@ type Stage struct {
 	// topic another stage owns (e.g. a sink archiving raw input events), so
 	// that each bad record reaches the dead-letter topic once, from its owner.
 	SkipInvalid bool
+	// TickInterval is how often a Handler that is also a Ticker fires its
+	// timers, overriding DefaultTickInterval (1s).
+	TickInterval time.Duration
 	// ClientOpts are extra franz-go options for this stage only (e.g.
 	// kgo.FetchMinBytes and kgo.FetchMaxWait to let a sink's batches fill).
 	ClientOpts []kgo.Opt

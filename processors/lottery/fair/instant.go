@@ -34,7 +34,9 @@ type Odds struct {
 // Effective returns the odds in force, as a new slice in the same order:
 // a tier whose Remaining <= 0 gets PPM 0 and the others keep theirs. The
 // share of an exhausted tier goes to "no prize"; nothing is silently
-// redistributed to the tiers still in stock.
+// redistributed to the tiers still in stock. (Pick's ranges after an
+// exhausted tier move down, keeping their sizes, so which rolls win a tier
+// may change while its probability does not.)
 func Effective(tiers []Odds) []Odds {
 	out := make([]Odds, len(tiers))
 	for i, t := range tiers {
