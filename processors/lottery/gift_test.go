@@ -83,7 +83,7 @@ func TestParseMemberDecision(t *testing.T) {
 	}
 }
 
-func TestDecodeNetstrings(t *testing.T) {
+func TestGiftDecodeNetstrings(t *testing.T) {
 	for _, tc := range []struct {
 		in      string
 		n       int

@@ -269,7 +269,7 @@ func TestIntegrationDrawUnderRestart(t *testing.T) {
 		u := fmt.Sprintf("user-%05d", i)
 		r := req(t, "live", "join-"+u, at, schemas.ParticipationRequested{ActivityID: def.ActivityID, UserID: u})
 		recs = append(recs, r, clone(r)) // duplicate delivery
-		if i%10 == 0 {            // joining again with a new event: limit_reached
+		if i%10 == 0 {                   // joining again with a new event: limit_reached
 			recs = append(recs, req(t, "live", "again-"+u, at, schemas.ParticipationRequested{ActivityID: def.ActivityID, UserID: u}))
 		}
 	}

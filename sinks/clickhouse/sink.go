@@ -70,6 +70,11 @@ func (s *Sink) createSchema(ctx context.Context) error {
 			return fmt.Errorf("creating view %s.%s_final: %w", db, t.name, err)
 		}
 	}
+	for _, v := range views {
+		if err := s.conn.Exec(ctx, fmt.Sprintf(v, "`"+db+"`")); err != nil {
+			return fmt.Errorf("creating a view in %s: %w", db, err)
+		}
+	}
 	return nil
 }
 
@@ -78,7 +83,8 @@ func (s *Sink) Name() string { return "clickhouse" }
 
 // WriteBatch writes events idempotently: after writing the same batch twice,
 // a reader using FINAL sees exactly one row per result. Every event goes to
-// events_raw and each grant decision also to coupon_grants. It refuses the
+// events_raw, and each result (a grant decision, a lottery or
+// gift-exchange result) also to its result table. It refuses the
 // whole batch, writing nothing, if an event's (type, version) has no schema
 // ([ErrUnsupportedType]) or a payload does not decode. The tables are
 // inserted concurrently; on error some may hold the batch already, and the

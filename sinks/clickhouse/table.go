@@ -25,7 +25,14 @@ type table struct {
 }
 
 // tables lists every table the sink writes. Each gets a <name>_final view.
-var tables = []*table{&couponGrants, &eventsRaw}
+var tables = []*table{
+	&couponGrants, &eventsRaw,
+	&lotteryActivities, &lotteryEntries, &lotteryDraws, &lotteryAwards, &giftMatches, &giftMembers,
+}
+
+// views lists the analysts' views over the tables, created after them:
+// CREATE VIEW IF NOT EXISTS statements whose %[1]s is the quoted database.
+var views = []string{lotteryDrawStats}
 
 func (t *table) insertSQL(database string) string {
 	return "INSERT INTO `" + database + "`.`" + t.name + "` (" + strings.Join(t.columns, ", ") + ")"

@@ -27,6 +27,9 @@ type Sink struct {
 	mu  sync.RWMutex
 	// grants[db*TablesPerDatabase+table] maps result ids to rows.
 	grants []map[string]Grant
+	// results[type][result id] holds the lottery and gift-exchange
+	// results.
+	results map[string]map[string]Result
 	// events holds the key of every event written, as ClickHouse's
 	// events_raw holds the events.
 	events map[eventKey]struct{}
@@ -53,9 +56,13 @@ func New(_ context.Context, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("validating memory sink config: %w", err)
 	}
 	s := &Sink{
-		cfg:    cfg,
-		grants: make([]map[string]Grant, cfg.Databases*cfg.TablesPerDatabase),
-		events: map[eventKey]struct{}{},
+		cfg:     cfg,
+		grants:  make([]map[string]Grant, cfg.Databases*cfg.TablesPerDatabase),
+		results: map[string]map[string]Result{},
+		events:  map[eventKey]struct{}{},
+	}
+	for typ := range resultTypes {
+		s.results[typ] = map[string]Result{}
 	}
 	for i := range s.grants {
 		s.grants[i] = map[string]Grant{}
@@ -71,18 +78,34 @@ func (s *Sink) Config() Config { return s.cfg }
 
 // WriteBatch upserts one row per result, so writing the same batch twice
 // leaves exactly one row per result. Like the ClickHouse sink it keeps every
-// event (once per type, app and event id) and makes rows of grant decisions
-// only, so it can stand in for either sink. It refuses the whole batch,
-// storing nothing, if an event's (type, version) has no schema
-// ([ErrUnsupportedType]) or a grant does not decode.
+// event (once per type, app and event id) and makes rows of results only
+// (grant decisions and the lottery and gift-exchange results), so it can
+// stand in for either sink. It refuses the whole batch, storing nothing, if
+// an event's (type, version) has no schema ([ErrUnsupportedType]) or a
+// result does not decode.
 func (s *Sink) WriteBatch(ctx context.Context, events []*schemas.Envelope) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("writing batch to memory: %w", err)
 	}
-	rows := make([]Grant, 0, len(events))
+	type result struct {
+		typ string
+		Result
+	}
+	var (
+		rows    = make([]Grant, 0, len(events))
+		results []result
+	)
 	for _, env := range events {
 		if !known[env.TypeVersion()] {
 			return fmt.Errorf("writing event %s of type %s to memory: %w", env.EventID, env.TypeVersion(), ErrUnsupportedType)
+		}
+		if decode, ok := resultTypes[env.Type]; ok {
+			id, p, err := decode(env)
+			if err != nil {
+				return fmt.Errorf("writing %s results to memory: decoding event %s: %w", env.Type, env.EventID, err)
+			}
+			results = append(results, result{env.Type, Result{ResultID: id, AppID: env.AppID, Payload: p}})
+			continue
 		}
 		if env.Type != schemas.TypeCouponGrantDecided {
 			continue
@@ -107,6 +130,9 @@ func (s *Sink) WriteBatch(ctx context.Context, events []*schemas.Envelope) error
 	for _, g := range rows {
 		s.grants[g.Database*s.cfg.TablesPerDatabase+g.Table][g.ResultID] = g
 	}
+	for _, r := range results {
+		s.results[r.typ][r.ResultID] = r.Result
+	}
 	return nil
 }
 
@@ -117,7 +143,7 @@ func (s *Sink) EventCount() int {
 	return len(s.events)
 }
 
-// Count returns the number of stored rows.
+// Count returns the number of stored coupon grants.
 func (s *Sink) Count() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

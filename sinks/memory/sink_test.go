@@ -24,6 +24,15 @@ func (r reader) GrantRows(context.Context) (map[string]sinktest.GrantRow, int, e
 	return rows, len(gs), nil
 }
 
+func (r reader) ResultRows(_ context.Context, eventType string) (map[string]sinktest.ResultRow, int, error) {
+	rows := map[string]sinktest.ResultRow{}
+	results := r.s.Results(eventType)
+	for _, res := range results {
+		rows[res.ResultID] = sinktest.ResultRow{ResultID: res.ResultID, AppID: res.AppID, Result: res.Payload}
+	}
+	return rows, len(results), nil
+}
+
 func (r reader) ShardRows(context.Context) ([]int, error) {
 	var out []int
 	for _, db := range r.s.ShardCounts() {
@@ -39,6 +48,16 @@ func TestConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s, reader{s}
+	})
+}
+
+func TestLotteryReader(t *testing.T) {
+	sinktest.RunLotteryReader(t, func(t *testing.T) sinktest.LotterySink {
+		s, err := memory.New(t.Context(), memory.Config{Databases: 3, TablesPerDatabase: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	})
 }
 

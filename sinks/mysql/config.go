@@ -131,14 +131,16 @@ func (c Config) numTables() int {
 	return DefaultTablesPerDatabase
 }
 
-// Route returns the shard that holds userID's rows: the index of the
-// database (into Shards, or the suffix of <DatabasePrefix>_<db>) and of the
-// table within it (the suffix of coupon_grant_<table>). It is
-// crc32.ChecksumIEEE(userID) % (N*M) split into db = idx/M, table = idx%M,
-// for N databases of M tables; unset counts take their defaults.
-func (c Config) Route(userID string) (db, table int) {
+// Route returns the shard that holds key's rows, key being a user id, or
+// an activity id for the rows of an activity as a whole (lottery_activity,
+// lottery_draw): the index of the database (into Shards, or the suffix of
+// <DatabasePrefix>_<db>) and of the table within it (the suffix of
+// coupon_grant_<table>). It is crc32.ChecksumIEEE(key) % (N*M) split into
+// db = idx/M, table = idx%M, for N databases of M tables; unset counts take
+// their defaults.
+func (c Config) Route(key string) (db, table int) {
 	m := uint32(c.numTables())
-	idx := crc32.ChecksumIEEE([]byte(userID)) % (uint32(c.NumDatabases()) * m)
+	idx := crc32.ChecksumIEEE([]byte(key)) % (uint32(c.NumDatabases()) * m)
 	return int(idx / m), int(idx % m)
 }
 

@@ -9,3 +9,7 @@ var ErrUnsupportedType = sinks.ErrUnsupportedType
 
 // ErrClosed is wrapped by WriteBatch after Close. It is [sinks.ErrClosed].
 var ErrClosed = sinks.ErrClosed
+
+// ErrNotFound is wrapped by Activity and Draw when the activity has no such
+// record. It is [sinks.ErrNotFound].
+var ErrNotFound = sinks.ErrNotFound

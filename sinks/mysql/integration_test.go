@@ -3,6 +3,7 @@ package mysql_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/promoflow/promoflow/internal/testenv"
+	"github.com/promoflow/promoflow/schemas"
 	"github.com/promoflow/promoflow/sinks/mysql"
 	"github.com/promoflow/promoflow/sinks/sinktest"
 )
@@ -127,6 +129,71 @@ func (r *reader) GrantRows(ctx context.Context) (map[string]sinktest.GrantRow, i
 	return rows, total, nil
 }
 
+// resultTables names the table of each result type.
+var resultTables = map[string]string{
+	schemas.TypeLotteryActivityCommitted: "lottery_activity",
+	schemas.TypeLotteryEntryRecorded:     "lottery_entry",
+	schemas.TypeLotteryDrawCompleted:     "lottery_draw",
+	schemas.TypeLotteryPrizeAwarded:      "lottery_award",
+	schemas.TypeGiftMatchDecided:         "gift_match",
+	schemas.TypeGiftMemberRecorded:       "gift_member",
+}
+
+// ResultRows reads every column of every shard's table of eventType by
+// name, independently of how the sink maps them.
+func (r *reader) ResultRows(ctx context.Context, eventType string) (map[string]sinktest.ResultRow, int, error) {
+	rows := map[string]sinktest.ResultRow{}
+	total := 0
+	for i, db := range r.dbs {
+		for j := range r.cfg.TablesPerDatabase {
+			name := fmt.Sprintf("%s_%d", resultTables[eventType], j)
+			if err := readColumns(ctx, db, "SELECT * FROM "+name, func(cols map[string]any) error {
+				row, err := sinktest.ColumnsRow(eventType, cols)
+				if err != nil {
+					return err
+				}
+				rows[row.ResultID] = row
+				total++
+				return nil
+			}); err != nil {
+				return nil, 0, fmt.Errorf("reading %s_%d.%s: %w", r.cfg.DatabasePrefix, i, name, err)
+			}
+		}
+	}
+	return rows, total, nil
+}
+
+// readColumns calls f with every row of q, its columns by name.
+func readColumns(ctx context.Context, db *sql.DB, q string, f func(map[string]any) error) error {
+	res, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	names, err := res.Columns()
+	if err != nil {
+		return err
+	}
+	values := make([]any, len(names))
+	ptrs := make([]any, len(names))
+	for i := range values {
+		ptrs[i] = &values[i]
+	}
+	for res.Next() {
+		if err := res.Scan(ptrs...); err != nil {
+			return err
+		}
+		cols := make(map[string]any, len(names))
+		for i, n := range names {
+			cols[n] = values[i]
+		}
+		if err := f(cols); err != nil {
+			return err
+		}
+	}
+	return res.Err()
+}
+
 func (r *reader) ShardRows(ctx context.Context) ([]int, error) {
 	var out []int
 	for _, db := range r.dbs {
@@ -149,6 +216,27 @@ func TestIntegrationMySQLConformance(t *testing.T) {
 	sinktest.Run(t, func(t *testing.T) (sinktest.Sink, sinktest.Reader) {
 		return newSink(t, cfg)
 	})
+}
+
+func TestIntegrationMySQLLotteryReader(t *testing.T) {
+	integration(t)
+	// Several databases and tables, so that listings merge shards.
+	cfg := mysql.Config{Databases: 3, TablesPerDatabase: 3, BatchRows: 70}
+	sinktest.RunLotteryReader(t, func(t *testing.T) sinktest.LotterySink {
+		s, _ := newSink(t, cfg)
+		return s
+	})
+}
+
+func TestIntegrationMySQLReadAfterClose(t *testing.T) {
+	s, _ := newSink(t, mysql.Config{Databases: 1, TablesPerDatabase: 1})
+	ctx := testenv.Context(t, 30*time.Second)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Participants(ctx, "a-1"); !errors.Is(err, mysql.ErrClosed) {
+		t.Errorf("Participants after Close: got %v, want an error wrapping ErrClosed", err)
+	}
 }
 
 func TestIntegrationMySQLRowsLiveWhereRouteSays(t *testing.T) {

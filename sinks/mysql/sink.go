@@ -205,7 +205,7 @@ func (s *Sink) plan(events []*schemas.Envelope) ([][]shardWrite, error) {
 		if err != nil {
 			return nil, fmt.Errorf("writing %s to mysql: decoding event %s: %w", t.what, env.EventID, err)
 		}
-		db, j := s.cfg.Route(r.userID)
+		db, j := s.cfg.Route(r.routeKey)
 		k := shard{t, db*m + j}
 		rows := byShard[k]
 		if rows == nil {

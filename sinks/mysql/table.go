@@ -32,13 +32,18 @@ type row struct {
 	// key is the primary key: duplicates within a batch are dropped by it,
 	// and rows are written in its order.
 	key string
-	// userID routes the row to its shard.
-	userID string
-	values []any
+	// routeKey routes the row to its shard: the user id, or the activity
+	// id for rows of an activity as a whole.
+	routeKey string
+	values   []any
 }
 
 // tables lists every table the sink writes.
-var tables = []*table{&couponGrants}
+var tables = []*table{
+	&couponGrants,
+	&lotteryActivities.table, &lotteryEntries.table, &lotteryDraws.table, &lotteryAwards.table,
+	&giftMatches.table, &giftMembers.table,
+}
 
 // tableFor maps an event type to its table.
 var tableFor = func() map[string]*table {
@@ -115,8 +120,8 @@ var couponGrants = table{
 			return row{}, err
 		}
 		return row{
-			key:    g.ResultID,
-			userID: g.UserID,
+			key:      g.ResultID,
+			routeKey: g.UserID,
 			values: []any{
 				g.ResultID, g.ClaimEventID, env.AppID, g.BatchID, g.UserID,
 				g.Status, g.Reason, g.CouponID, g.GrantSeq, sqlTime(g.ClaimedAt), sqlTime(g.DecidedAt),

@@ -1,7 +1,9 @@
 package sinktest
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,32 +89,40 @@ func decodeGrant(tb testing.TB, env *schemas.Envelope) GrantRow {
 	return GrantRow{AppID: env.AppID, GrantDecided: g}
 }
 
-// hostileGrants returns grants whose string fields hold SQL and CSV
-// injection attempts, control characters, unicode and ids of the maximum
-// length the schemas allow. Only coupon_id is free text in the schema; the
-// other fields carry such values although the schema would refuse them,
-// because a sink must store whatever it is given verbatim and never execute
-// it.
+// hostile holds SQL and CSV injection attempts, control characters and
+// unicode, at most 32 characters each.
+var hostile = []string{
+	`x'); DROP TABLE t; --`,
+	`=cmd|' /C calc'!A0`,
+	`" OR "1"="1`,
+	`\'; SELECT SLEEP(10); -- \`,
+	"优惠券🎉👩‍👩‍👧",
+	"tab\tnew\nline\r\x00nul",
+	"%s%n${jndi:x}",
+	"trailing space ",
+}
+
+// hostileAt is the time of hostile results: it is truncated to .999 when
+// stored.
+var hostileAt = time.Date(2023, 12, 31, 23, 59, 59, 999_999_999, time.UTC)
+
+// rep returns s repeated to n characters.
+func rep(s string, n int) string {
+	out := make([]rune, 0, n)
+	for len(out) < n {
+		out = append(out, []rune(s)...)
+	}
+	return string(out[:n])
+}
+
+// hostileGrants returns grants whose string fields hold the hostile values
+// and ids of the maximum length the schemas allow. Only coupon_id is free
+// text in the schema; the other fields carry such values although the
+// schema would refuse them, because a sink must store whatever it is given
+// verbatim and never execute it.
 func hostileGrants(tb testing.TB) []*schemas.Envelope {
 	tb.Helper()
-	hostile := []string{
-		`x'); DROP TABLE t; --`,
-		`=cmd|' /C calc'!A0`,
-		`" OR "1"="1`,
-		`\'; SELECT SLEEP(10); -- \`,
-		"优惠券🎉👩‍👩‍👧",
-		"tab\tnew\nline\r\x00nul",
-		"%s%n${jndi:x}",
-		"trailing space ",
-	}
-	rep := func(s string, n int) string {
-		out := make([]rune, 0, n)
-		for len(out) < n {
-			out = append(out, []rune(s)...)
-		}
-		return string(out[:n])
-	}
-	at := time.Date(2023, 12, 31, 23, 59, 59, 999_999_999, time.UTC) // truncated to .999 when stored
+	at := hostileAt
 	var out []*schemas.Envelope
 	for i, h := range hostile {
 		g := schemas.GrantDecided{
@@ -141,6 +151,174 @@ func hostileGrants(tb testing.TB) []*schemas.Envelope {
 			DecidedAt:    time.Date(2099, 12, 31, 23, 59, 59, 999e6, time.UTC),
 		}
 		out = append(out, Grant(tb, rep("a", 63)+fmt.Sprint(i), g))
+	}
+	return out
+}
+
+// ResultTypes lists the lottery and gift-exchange result types every sink
+// stores besides coupon grants.
+var ResultTypes = []string{
+	schemas.TypeLotteryActivityCommitted,
+	schemas.TypeLotteryEntryRecorded,
+	schemas.TypeLotteryDrawCompleted,
+	schemas.TypeLotteryPrizeAwarded,
+	schemas.TypeGiftMatchDecided,
+	schemas.TypeGiftMemberRecorded,
+}
+
+// Result returns an envelope carrying the result p (one of ResultTypes),
+// published by appID and occurring at at. Its event id is p's result_id, as
+// a processor republishing the same result would choose.
+func Result(tb testing.TB, appID string, at time.Time, p schemas.Payload) *schemas.Envelope {
+	tb.Helper()
+	var id struct {
+		ResultID string `json:"result_id"`
+	}
+	b, err := json.Marshal(p)
+	if err == nil {
+		err = json.Unmarshal(b, &id)
+	}
+	if err != nil || id.ResultID == "" {
+		tb.Fatalf("building %s event: no result id (%v)", p.EventType(), err)
+	}
+	env, err := schemas.New(id.ResultID, appID, at, p)
+	if err != nil {
+		tb.Fatalf("building %s event: %v", p.EventType(), err)
+	}
+	return env
+}
+
+// Results returns n schema-valid results of the types in ResultTypes in
+// turn, with n distinct result ids, activities and users; every id starts
+// with prefix (which must start with a letter or digit). They spread over
+// three apps and about a month at millisecond precision, and cover the
+// optional fields: some activities have a draw time, rejected entries and
+// sends carry reasons, instant-win entries rolls and odds.
+func Results(tb testing.TB, prefix string, n int) []*schemas.Envelope {
+	tb.Helper()
+	kinds := []string{schemas.KindDraw, schemas.KindInstantWin, schemas.KindGiftExchange}
+	out := make([]*schemas.Envelope, n)
+	for i := range n {
+		typ := ResultTypes[i%len(ResultTypes)]
+		app := fmt.Sprintf("app-%d", i%3)
+		at := Epoch.Add(-time.Duration(i)*11*time.Minute - time.Duration(i%1000)*time.Millisecond)
+		id := schemas.ResultID(typ, app, fmt.Sprintf("%s-%d", prefix, i))
+		activity := fmt.Sprintf("%s-act-%d", prefix, i)
+		user := fmt.Sprintf("%s-user-%d", prefix, i)
+		rejected := i/len(ResultTypes)%3 == 2
+		var p schemas.Payload
+		switch typ {
+		case schemas.TypeLotteryActivityCommitted:
+			a := schemas.ActivityCommitted{
+				ResultID: id, ActivityID: activity, Name: "Activity " + activity, Revision: int64(1 + i%5),
+				Kind: kinds[i%len(kinds)], Status: "active", SeedHash: strings.Repeat(id, 2),
+				JoinFrom: at.Add(-48 * time.Hour), JoinUntil: at.Add(24 * time.Hour), PerUserLimit: int64(1 + i%3),
+				Prizes: "gold:1,silver:5", CommittedAt: at,
+			}
+			if i%4 == 0 {
+				drawAt := at.Add(25 * time.Hour)
+				a.DrawAt = &drawAt
+			}
+			p = a
+		case schemas.TypeLotteryEntryRecorded:
+			e := schemas.EntryRecorded{
+				ResultID: id, EntryEventID: prefix + "-entry-" + fmt.Sprint(i), ActivityID: activity, UserID: user,
+				Status: schemas.EntryAccepted, Outcome: schemas.OutcomeLost, Roll: int64(i * 7919 % 1_000_000),
+				Odds: "gold:1000,silver:20000", OccurredAt: at.Add(-time.Second), RecordedAt: at,
+			}
+			if rejected {
+				e.Status, e.Reason, e.Outcome, e.Roll, e.Odds = schemas.EntryRejected, schemas.RejectLimitReached, "", -1, ""
+			}
+			p = e
+		case schemas.TypeLotteryDrawCompleted:
+			p = schemas.DrawCompleted{
+				ResultID: id, ActivityID: activity, Trigger: schemas.TriggerScheduled, Seed: strings.Repeat(id[:16], 4),
+				SeedHash: strings.Repeat(id, 2), Participants: int64(i * 100), ParticipantsDigest: strings.Repeat(id[16:], 4),
+				Winners: int64(i % 7), Prizes: "gold:1,silver:5", DrawnAt: at,
+			}
+		case schemas.TypeLotteryPrizeAwarded:
+			p = schemas.PrizeAwarded{
+				ResultID: id, ActivityID: activity, UserID: user, TierID: "silver", PrizeKind: schemas.PrizeCoupon,
+				BatchID: prefix + "-batch", Points: int64(i), Source: "draw", SourceID: id, Rank: int64(1 + i%9), AwardedAt: at,
+			}
+		case schemas.TypeGiftMatchDecided:
+			m := schemas.MatchDecided{
+				ResultID: id, SendEventID: prefix + "-send-" + fmt.Sprint(i), ActivityID: activity, SenderID: user,
+				ReceiverID: user + "-to", Status: schemas.MatchMatched, DecidedAt: at,
+			}
+			if rejected {
+				m.ReceiverID, m.Status, m.Reason = "", schemas.MatchRejected, schemas.RejectNoReceiverLeft
+			}
+			p = m
+		case schemas.TypeGiftMemberRecorded:
+			p = schemas.MemberRecorded{
+				ResultID: id, ActivityID: activity, UserID: user, Name: "Member " + user, Note: "dept. " + fmt.Sprint(i%4),
+				Status: schemas.MemberActive, ImportID: prefix + "-import", UpdatedAt: at,
+			}
+		}
+		out[i] = Result(tb, app, at, p)
+	}
+	return out
+}
+
+// hostileResults returns results of every type whose string fields hold
+// the hostile values, and the longest values the schemas allow, in one-
+// and multi-byte characters. As with hostileGrants, ids carry values the
+// schemas would refuse.
+func hostileResults(tb testing.TB) []*schemas.Envelope {
+	tb.Helper()
+	var out []*schemas.Envelope
+	add := func(i int, p schemas.Payload) {
+		out = append(out, Result(tb, "hostile-app", hostileAt.Add(-time.Duration(i)*time.Hour), p))
+	}
+	id := func(typ string, i int) string { return schemas.ResultID(typ, "hostile", fmt.Sprint(i)) }
+	hex := strings.Repeat("0123456789abcdef", 4)
+	values := append([]string{}, hostile...)
+	long := []string{"z", "界", "🎉"} // values[len(hostile)+k] is made of long[k]
+	for _, unit := range long {
+		values = append(values, unit)
+	}
+	for i, h := range values {
+		// s returns h, or for the long values unit repeated to n characters.
+		s := func(n int) string {
+			if i < len(hostile) {
+				return h
+			}
+			return rep(h, n)
+		}
+		drawAt := hostileAt.Add(time.Duration(i) * time.Hour)
+		a := schemas.ActivityCommitted{
+			ResultID: id(schemas.TypeLotteryActivityCommitted, i), ActivityID: s(64), Name: s(200), Revision: 1<<63 - 1,
+			Kind: schemas.KindDraw, SeedHash: hex, JoinFrom: hostileAt, JoinUntil: hostileAt, DrawAt: &drawAt,
+			PerUserLimit: 1000, Prizes: s(4000), CommittedAt: hostileAt,
+		}
+		if i >= len(hostile) {
+			a.DrawAt = nil
+		}
+		add(i, a)
+		add(i, schemas.EntryRecorded{
+			ResultID: id(schemas.TypeLotteryEntryRecorded, i), EntryEventID: s(128), ActivityID: s(64), UserID: s(128),
+			Status: schemas.EntryAccepted, Outcome: schemas.OutcomeWon, TierID: s(32), Roll: 999_999, Odds: s(4000),
+			OccurredAt: drawAt, RecordedAt: hostileAt,
+		})
+		add(i, schemas.DrawCompleted{
+			ResultID: id(schemas.TypeLotteryDrawCompleted, i), ActivityID: s(64), Trigger: schemas.TriggerManual,
+			DrawEventID: s(128), Seed: hex, SeedHash: hex, Participants: 1<<63 - 1, ParticipantsDigest: hex,
+			Winners: 1<<63 - 1, Prizes: s(4000), DrawnAt: hostileAt,
+		})
+		add(i, schemas.PrizeAwarded{
+			ResultID: id(schemas.TypeLotteryPrizeAwarded, i), ActivityID: s(64), UserID: s(128), TierID: s(32),
+			PrizeKind: schemas.PrizePoints, BatchID: s(64), Points: 1<<63 - 1, Source: "draw", SourceID: hex[:32],
+			Rank: 1<<63 - 1, AwardedAt: hostileAt,
+		})
+		add(i, schemas.MatchDecided{
+			ResultID: id(schemas.TypeGiftMatchDecided, i), SendEventID: s(128), ActivityID: s(64), SenderID: s(128),
+			ReceiverID: s(128), Status: schemas.MatchMatched, DecidedAt: hostileAt,
+		})
+		add(i, schemas.MemberRecorded{
+			ResultID: id(schemas.TypeGiftMemberRecorded, i), ActivityID: s(64), UserID: s(128), Name: s(200),
+			Note: s(500), Status: schemas.MemberRemoved, ImportID: s(64), UpdatedAt: hostileAt,
+		})
 	}
 	return out
 }

@@ -35,6 +35,11 @@ type Reader interface {
 	// of rows a reader of the store sees (for ClickHouse after FINAL). total
 	// exceeds len(rows) when a result is stored more than once.
 	GrantRows(ctx context.Context) (rows map[string]GrantRow, total int, err error)
+	// ResultRows returns the stored results of eventType (one of
+	// [ResultTypes]) by result id, and the number of rows a reader of the
+	// store sees, like GrantRows. [ColumnsRow] makes a ResultRow of a row's
+	// columns.
+	ResultRows(ctx context.Context, eventType string) (rows map[string]ResultRow, total int, err error)
 }
 
 // ShardReader is implemented by the Reader of a sharded sink, so the suite
@@ -97,37 +102,46 @@ func write(t *testing.T, ctx context.Context, s Sink, events []*schemas.Envelope
 	}
 }
 
+// mixed returns n grants and n results of every type (see [Results])
+// interleaved, their ids starting with prefix.
+func mixed(tb testing.TB, prefix string, n int) []*schemas.Envelope {
+	grants, results := Grants(tb, prefix, n), Results(tb, prefix, n)
+	out := make([]*schemas.Envelope, 0, 2*n)
+	for i := range n {
+		out = append(out, grants[i], results[i])
+	}
+	return out
+}
+
 // expectRows checks that the store holds exactly one row for each of
-// events, with the values they carry.
+// events, grants and results, with the values they carry.
 func expectRows(t *testing.T, ctx context.Context, r Reader, events []*schemas.Envelope) {
 	t.Helper()
-	want := map[string]GrantRow{}
+	grants := map[string]GrantRow{}
+	results := map[string]map[string]ResultRow{}
+	for _, typ := range ResultTypes {
+		results[typ] = map[string]ResultRow{}
+	}
 	for _, env := range events {
-		g := decodeGrant(t, env)
-		want[g.ResultID] = g
+		if env.Type == schemas.TypeCouponGrantDecided {
+			g := decodeGrant(t, env)
+			grants[g.ResultID] = g
+			continue
+		}
+		row := decodeResult(t, env)
+		results[env.Type][row.ResultID] = row
 	}
 	got, total, err := r.GrantRows(ctx)
 	if err != nil {
 		t.Fatalf("reading grant rows: %v", err)
 	}
-	if total != len(want) || len(got) != len(want) {
-		t.Errorf("store holds %d rows for %d results, want %d rows", total, len(got), len(want))
-	}
-	var diffs []string
-	for id, w := range want {
-		g, ok := got[id]
-		if !ok {
-			diffs = append(diffs, fmt.Sprintf("result %s: missing", id))
-			continue
+	diffs := compareRows(t, schemas.TypeCouponGrantDecided, grants, got, total, diffRow)
+	for _, typ := range ResultTypes {
+		got, total, err := r.ResultRows(ctx, typ)
+		if err != nil {
+			t.Fatalf("reading %s rows: %v", typ, err)
 		}
-		if d := diffRow(w, g); d != "" {
-			diffs = append(diffs, fmt.Sprintf("result %s: %s", id, d))
-		}
-	}
-	for id := range got {
-		if _, ok := want[id]; !ok {
-			diffs = append(diffs, fmt.Sprintf("result %s: unexpected row", id))
-		}
+		diffs = append(diffs, compareRows(t, typ, results[typ], got, total, diffResult)...)
 	}
 	sort.Strings(diffs)
 	for i, d := range diffs {
@@ -137,6 +151,32 @@ func expectRows(t *testing.T, ctx context.Context, r Reader, events []*schemas.E
 		}
 		t.Error(d)
 	}
+}
+
+// compareRows reports a wrong row count of type typ and returns how the rows
+// got, of which a reader sees total, differ from want.
+func compareRows[R any](t *testing.T, typ string, want, got map[string]R, total int, diff func(want, got R) string) []string {
+	t.Helper()
+	if total != len(want) || len(got) != len(want) {
+		t.Errorf("store holds %d %s rows for %d results, want %d rows", total, typ, len(got), len(want))
+	}
+	var diffs []string
+	for id, w := range want {
+		g, ok := got[id]
+		if !ok {
+			diffs = append(diffs, fmt.Sprintf("%s %s: missing", typ, id))
+			continue
+		}
+		if d := diff(w, g); d != "" {
+			diffs = append(diffs, fmt.Sprintf("%s %s: %s", typ, id, d))
+		}
+	}
+	for id := range got {
+		if _, ok := want[id]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s %s: unexpected row", typ, id))
+		}
+	}
+	return diffs
 }
 
 func diffRow(want, got GrantRow) string {
@@ -181,12 +221,19 @@ func diffRow(want, got GrantRow) string {
 	return out
 }
 
-// expectCount checks a GrantCounter's count, if s is one.
-func expectCount(t *testing.T, ctx context.Context, s Sink, want int) {
+// expectCount checks a GrantCounter's count against the grants among
+// events, if s is one.
+func expectCount(t *testing.T, ctx context.Context, s Sink, events []*schemas.Envelope) {
 	t.Helper()
 	c, ok := s.(GrantCounter)
 	if !ok {
 		return
+	}
+	want := 0
+	for _, env := range events {
+		if env.Type == schemas.TypeCouponGrantDecided {
+			want++
+		}
 	}
 	n, err := c.CountGrants(ctx)
 	if err != nil {
@@ -198,7 +245,7 @@ func expectCount(t *testing.T, ctx context.Context, s Sink, want int) {
 }
 
 func testRoundTrip(t *testing.T, ctx context.Context, s Sink, r Reader) {
-	events := Grants(t, "rt", 120)
+	events := mixed(t, "rt", 120)
 	for _, env := range events {
 		if _, err := schemas.Validate(env); err != nil {
 			t.Fatalf("generated event %s is not schema-valid: %v", env.EventID, err)
@@ -209,27 +256,27 @@ func testRoundTrip(t *testing.T, ctx context.Context, s Sink, r Reader) {
 }
 
 func testHostileValues(t *testing.T, ctx context.Context, s Sink, r Reader) {
-	events := hostileGrants(t)
+	events := append(hostileGrants(t), hostileResults(t)...)
 	write(t, ctx, s, events)
 	expectRows(t, ctx, r, events)
 	// Still there, and still writable: nothing was executed.
-	more := Grants(t, "after", 3)
+	more := mixed(t, "after", 3)
 	write(t, ctx, s, more)
 	expectRows(t, ctx, r, append(events, more...))
 }
 
 func testReplayedBatch(t *testing.T, ctx context.Context, s Sink, r Reader) {
-	events := Grants(t, "replay", 200)
+	events := mixed(t, "replay", 200)
 	write(t, ctx, s, events)
 	write(t, ctx, s, events)
 	// A redelivery decodes into new envelopes with the same content.
 	write(t, ctx, s, redecode(t, events))
 	expectRows(t, ctx, r, events)
-	expectCount(t, ctx, s, len(events))
+	expectCount(t, ctx, s, events)
 }
 
 func testDuplicateInBatch(t *testing.T, ctx context.Context, s Sink, r Reader) {
-	events := Grants(t, "dup", 10)
+	events := mixed(t, "dup", 10)
 	batch := append(append([]*schemas.Envelope{}, events...), events[3], events[3], events[0])
 	batch = append(batch, redecode(t, events[5:7])...)
 	write(t, ctx, s, batch)
@@ -237,7 +284,7 @@ func testDuplicateInBatch(t *testing.T, ctx context.Context, s Sink, r Reader) {
 }
 
 func testOverlappingBatches(t *testing.T, ctx context.Context, s Sink, r Reader) {
-	events := Grants(t, "overlap", 100)
+	events := mixed(t, "overlap", 100)
 	write(t, ctx, s, events[:60])
 	write(t, ctx, s, events[40:])
 	write(t, ctx, s, events[20:80])
@@ -248,7 +295,7 @@ func testEmptyBatch(t *testing.T, ctx context.Context, s Sink, r Reader) {
 	write(t, ctx, s, nil)
 	write(t, ctx, s, []*schemas.Envelope{})
 	expectRows(t, ctx, r, nil)
-	expectCount(t, ctx, s, 0)
+	expectCount(t, ctx, s, nil)
 }
 
 func testManyUsers(t *testing.T, ctx context.Context, s Sink, r Reader) {
@@ -278,7 +325,7 @@ func testManyUsers(t *testing.T, ctx context.Context, s Sink, r Reader) {
 }
 
 func testConcurrentReplays(t *testing.T, ctx context.Context, s Sink, r Reader) {
-	events := Grants(t, "conc", 600)
+	events := mixed(t, "conc", 300)
 	const writers = 8
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -307,7 +354,7 @@ func testConcurrentReplays(t *testing.T, ctx context.Context, s Sink, r Reader) 
 		t.Error(err)
 	}
 	expectRows(t, ctx, r, events[:(writers-1)*50+200])
-	expectCount(t, ctx, s, (writers-1)*50+200)
+	expectCount(t, ctx, s, events[:(writers-1)*50+200])
 }
 
 func testUnsupportedType(t *testing.T, ctx context.Context, s Sink, r Reader) {
@@ -350,13 +397,13 @@ func testCancelledContext(t *testing.T, ctx context.Context, s Sink, r Reader) {
 		t.Error("writing with a cancelled context: got nil error")
 	}
 	// The sink is still usable.
-	events := Grants(t, "after", 10)
+	events := mixed(t, "after", 10)
 	write(t, ctx, s, events)
 	expectRows(t, ctx, r, events)
 }
 
 func testClose(t *testing.T, ctx context.Context, s Sink, r Reader) {
-	events := Grants(t, "close", 10)
+	events := mixed(t, "close", 10)
 	write(t, ctx, s, events)
 	if err := s.Close(); err != nil {
 		t.Fatalf("closing: %v", err)
