@@ -25,6 +25,7 @@ type Config struct {
 	ClickHouse clickhouse.Config `yaml:"clickhouse"`
 	Runtime    RuntimeConfig     `yaml:"runtime"`
 	Coupon     CouponConfig      `yaml:"coupon"`
+	Lottery    LotteryConfig     `yaml:"lottery"`
 	Log        LogConfig         `yaml:"log"`
 }
 
@@ -68,6 +69,14 @@ type RuntimeConfig struct {
 type CouponConfig struct {
 	// DecisionTTL is how long decisions are remembered for deduplication;
 	// keep it above the claims topic's retention. Default 192h (8 days).
+	DecisionTTL time.Duration `yaml:"decision_ttl"`
+}
+
+// LotteryConfig tunes the lottery processor.
+type LotteryConfig struct {
+	// DecisionTTL is how long an activity's state (participants, decisions,
+	// the draw) is kept after its join window or draw time, whichever is
+	// later; keep it above the requests topic's retention. Default 192h.
 	DecisionTTL time.Duration `yaml:"decision_ttl"`
 }
 
@@ -195,6 +204,9 @@ func (c *Config) defaults() {
 	if c.Coupon.DecisionTTL == 0 {
 		c.Coupon.DecisionTTL = 8 * 24 * time.Hour
 	}
+	if c.Lottery.DecisionTTL == 0 {
+		c.Lottery.DecisionTTL = 8 * 24 * time.Hour
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -220,6 +232,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Coupon.DecisionTTL < time.Hour {
 		errs = append(errs, fmt.Errorf("coupon.decision_ttl %s: must be at least 1h (and above the claims retention)", c.Coupon.DecisionTTL))
+	}
+	if c.Lottery.DecisionTTL < time.Hour {
+		errs = append(errs, fmt.Errorf("lottery.decision_ttl %s: must be at least 1h (and above the requests retention)", c.Lottery.DecisionTTL))
 	}
 	if err := c.MySQL.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("mysql: %w", err))

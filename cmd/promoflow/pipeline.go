@@ -16,6 +16,7 @@ import (
 	"github.com/promoflow/promoflow/internal/stream"
 	"github.com/promoflow/promoflow/internal/topology"
 	"github.com/promoflow/promoflow/processors/coupon"
+	"github.com/promoflow/promoflow/processors/lottery"
 	"github.com/promoflow/promoflow/schemas"
 	"github.com/promoflow/promoflow/sinks/clickhouse"
 	"github.com/promoflow/promoflow/sinks/mysql"
@@ -24,11 +25,12 @@ import (
 // Stage names accepted by `promoflow run --only`.
 const (
 	stageCoupon     = "coupon"
+	stageLottery    = "lottery"
 	stageMySQL      = "sink-mysql"
 	stageClickHouse = "sink-clickhouse"
 )
 
-var allStages = []string{stageCoupon, stageMySQL, stageClickHouse}
+var allStages = []string{stageCoupon, stageLottery, stageMySQL, stageClickHouse}
 
 // sinkWriter is a sink as the pipeline holds it.
 type sinkWriter interface {
@@ -52,7 +54,9 @@ type pipeline struct {
 	runners []*stream.Runner
 	views   []*stream.View
 	batches *coupon.Batches
+	acts    *lottery.Activities
 	closers []func() error
+	rdb     redis.UniversalClient
 }
 
 // stageDecls returns the declarations of every stage, without connecting,
@@ -62,7 +66,10 @@ func stageDecls() []topology.Node { return stageDeclsWithDLQ("promoflow.dlq") }
 
 // stageDeclsWithDLQ is stageDecls with the configured dead-letter topic.
 func stageDeclsWithDLQ(dlq string) []topology.Node {
-	stages := append([]stream.Stage{coupon.New(nil, nil).Stage(), coupon.AdminStage()}, sinkStages(nil, nil)...)
+	stages := append([]stream.Stage{
+		coupon.New(nil, nil).Stage(), coupon.AdminStage(),
+		lottery.New(nil, nil).Stage(), lottery.AdminStage(nil),
+	}, sinkStages(nil, nil)...)
 	nodes := make([]topology.Node, len(stages))
 	for i, s := range stages {
 		nodes[i] = s.Node()
@@ -72,22 +79,39 @@ func stageDeclsWithDLQ(dlq string) []topology.Node {
 	return nodes
 }
 
-var grantDecidedV1 = schemas.TypeVersion{Type: schemas.TypeCouponGrantDecided, Version: 1}.String()
-var claimRequestedV1 = schemas.TypeVersion{Type: schemas.TypeCouponClaimRequested, Version: 1}.String()
+func typesV1(types ...string) []string {
+	out := make([]string, len(types))
+	for i, t := range types {
+		out[i] = schemas.TypeVersion{Type: t, Version: 1}.String()
+	}
+	return out
+}
 
-// sinkStages declares the sink stages: MySQL keeps decisions (the system of
-// record); ClickHouse keeps the raw claims and the decisions (reporting).
+// resultTypes are the results every sink stores; inputTypes the raw events
+// ClickHouse archives as well.
+var (
+	resultTypes = typesV1(schemas.TypeCouponGrantDecided,
+		schemas.TypeLotteryActivityCommitted, schemas.TypeLotteryEntryRecorded, schemas.TypeLotteryDrawCompleted,
+		schemas.TypeLotteryPrizeAwarded, schemas.TypeGiftMatchDecided, schemas.TypeGiftMemberRecorded)
+	inputTypes = typesV1(schemas.TypeCouponClaimRequested,
+		schemas.TypeLotteryParticipationRequested, schemas.TypeLotteryDrawRequested,
+		schemas.TypeGiftMemberUpdated, schemas.TypeGiftSendRequested)
+)
+
+// sinkStages declares the sink stages: MySQL keeps results (the system of
+// record); ClickHouse keeps the raw requests and the results (reporting).
 func sinkStages(my, ch stream.BatchWriter) []stream.Stage {
 	sinkFetch := []kgo.Opt{kgo.FetchMinBytes(256 << 10), kgo.FetchMaxWait(200 * time.Millisecond)}
 	m := stream.SinkStage(stageMySQL, "promoflow-sink-mysql",
-		[]string{coupon.TopicGrants}, []string{grantDecidedV1}, my)
+		[]string{coupon.TopicGrants, lottery.TopicResults}, resultTypes, my)
 	m.ClientOpts = sinkFetch
 	m.MaxPollRecords = 20_000
 	c := stream.SinkStage(stageClickHouse, "promoflow-sink-clickhouse",
-		[]string{coupon.TopicClaims, coupon.TopicGrants}, []string{claimRequestedV1, grantDecidedV1}, ch)
+		[]string{coupon.TopicClaims, coupon.TopicGrants, lottery.TopicRequests, lottery.TopicResults},
+		append(append([]string(nil), inputTypes...), resultTypes...), ch)
 	c.ClientOpts = sinkFetch
 	c.MaxPollRecords = 20_000
-	// The coupon processor owns coupon.claims and dead-letters its invalid
+	// The processors own their input topics and dead-letter invalid
 	// records; the archive must not dead-letter them a second time.
 	c.SkipInvalid = true
 	return []stream.Stage{m, c}
@@ -156,13 +180,9 @@ func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) 
 	scfg := cfg.streamConfig(log)
 
 	if has(stages, stageCoupon) {
-		rdb := pt.rdb
-		if rdb == nil {
-			rdb = newRedis(cfg.Redis)
-			p.closers = append(p.closers, rdb.Close)
-		}
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			return nil, fmt.Errorf("connecting to redis: %w", err)
+		rdb, err := p.redis(ctx, pt)
+		if err != nil {
+			return nil, err
 		}
 		store := coupon.NewStore(rdb, coupon.WithKeyPrefix(cfg.Redis.KeyPrefix), coupon.WithDecisionTTL(cfg.Coupon.DecisionTTL))
 		if err := store.Load(ctx); err != nil {
@@ -183,6 +203,37 @@ func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) 
 		p.runners = append(p.runners, r)
 		// The admin check runs with the processor (a group of its own).
 		ar, err := stream.New(scfg, coupon.AdminStage())
+		if err != nil {
+			return nil, err
+		}
+		p.runners = append(p.runners, ar)
+	}
+
+	if has(stages, stageLottery) {
+		rdb, err := p.redis(ctx, pt)
+		if err != nil {
+			return nil, err
+		}
+		store := lottery.NewStore(rdb, lottery.WithKeyPrefix(cfg.Redis.KeyPrefix), lottery.WithDecisionTTL(cfg.Lottery.DecisionTTL))
+		if err := store.Load(ctx); err != nil {
+			return nil, err
+		}
+		p.acts = lottery.NewActivities()
+		view, err := stream.NewView(scfg, lottery.TopicAdmin, p.acts.Apply)
+		if err != nil {
+			return nil, err
+		}
+		p.views = append(p.views, view)
+		sc := scfg
+		sc.Fencer = &stream.RedisFencer{Client: rdb, Prefix: cfg.Redis.KeyPrefix}
+		r, err := stream.New(sc, lottery.New(store, p.acts).Stage())
+		if err != nil {
+			return nil, err
+		}
+		p.runners = append(p.runners, r)
+		// The admin stage (seed commitments, bad definitions) runs with the
+		// processor, in a group of its own.
+		ar, err := stream.New(scfg, lottery.AdminStage(store))
 		if err != nil {
 			return nil, err
 		}
@@ -219,6 +270,21 @@ func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) 
 	return p, nil
 }
 
+// redis returns the pipeline's Redis client, connecting it on first use.
+func (p *pipeline) redis(ctx context.Context, pt parts) (redis.UniversalClient, error) {
+	if p.rdb == nil {
+		p.rdb = pt.rdb
+		if p.rdb == nil {
+			p.rdb = newRedis(p.cfg.Redis)
+			p.closers = append(p.closers, p.rdb.Close)
+		}
+	}
+	if err := p.rdb.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("connecting to redis: %w", err)
+	}
+	return p.rdb, nil
+}
+
 // Run runs every stage until ctx ends. Processors start consuming only after
 // the batch cache has caught up with the admin topic. Shutdown follows the
 // data flow: each runner stops polling, finishes and commits its batch in
@@ -250,6 +316,9 @@ func (p *pipeline) Run(ctx context.Context) error {
 	}
 	if p.batches != nil {
 		p.log.Info("coupon batch cache loaded", "batches", p.batches.Len())
+	}
+	if p.acts != nil {
+		p.log.Info("lottery activity cache loaded", "activities", p.acts.Len())
 	}
 	var rwg sync.WaitGroup
 	for _, r := range p.runners {

@@ -15,6 +15,7 @@ import (
 	"github.com/promoflow/promoflow/internal/testenv"
 	"github.com/promoflow/promoflow/internal/topology"
 	"github.com/promoflow/promoflow/processors/coupon"
+	"github.com/promoflow/promoflow/processors/lottery"
 )
 
 // topicsCluster starts a kfake cluster of n brokers, reached over TCP, and
@@ -281,13 +282,13 @@ func TestTopologyMatchesTopicsFile(t *testing.T) {
 	}
 
 	// Every stage of `promoflow run --only` is declared, once, plus the
-	// admin check that runs with the coupon stage.
+	// admin stages that run with the coupon and lottery stages.
 	var names []string
 	for _, n := range nodes {
 		names = append(names, n.Name)
 	}
 	sort.Strings(names)
-	want := append([]string{"coupon-admin"}, allStages...)
+	want := append([]string{"coupon-admin", "lottery-admin"}, allStages...)
 	sort.Strings(want)
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Errorf("stageDecls declares %v, want the run stages %v", names, want)
@@ -297,7 +298,7 @@ func TestTopologyMatchesTopicsFile(t *testing.T) {
 	// coupon batch view and the dead-letter topic.
 	var def Config
 	def.defaults()
-	for _, name := range []string{coupon.TopicAdmin, def.Runtime.DLQTopic} {
+	for _, name := range []string{coupon.TopicAdmin, lottery.TopicAdmin, def.Runtime.DLQTopic} {
 		if _, ok := topo.Topic(name); !ok {
 			t.Errorf("topics.yaml does not declare %s", name)
 		}
