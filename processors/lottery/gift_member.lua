@@ -130,7 +130,7 @@ for i = 0, n - 1 do
     else
       reason = 'unknown_action'
     end
-    rec = rec or {'removed', '', '', ''}
+    rec = rec or {active and 'active' or 'removed', '', '', ''}
     local decision = 'm|' .. now .. '|' .. ns(rec[1]) .. ns(rec[2]) .. ns(rec[3]) .. ns(rec[4]) .. ns(reason)
     redis.call('HSET', gd, field, decision)
     decided = true
