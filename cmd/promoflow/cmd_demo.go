@@ -11,6 +11,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/promoflow/promoflow/sinks"
+	"github.com/promoflow/promoflow/sinks/mysql"
 )
 
 func init() {
@@ -24,7 +27,10 @@ which), runs every processor and sink, and publishes a burst of claims: many
 users, one hot batch with little stock, duplicates, and a set of malformed and
 hostile records. It shows progress every second and ends with a summary:
 events in, grants, rejections by reason, rows in each sink, DLQ count, elapsed
-time and events/s, and whether every invariant held. Exits non-zero if one did
+time and events/s, and whether every invariant held. Then a lottery: a draw
+that fires by itself a few seconds later over --lottery-users participants
+(some delivered twice) and an instant-win activity; the draw is read back from
+MySQL and verified from its revealed seed, as "promoflow draw verify" does. Exits non-zero if one did
 not. Needs nothing but Go; real servers are used in their own databases/keys
 (promoflow_demo, pfdemo:*), which are reset or removed.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
@@ -36,6 +42,7 @@ not. Needs nothing but Go; real servers are used in their own databases/keys
 			batches := fs.Int("batches", 4, "everyday batches besides the hot one")
 			dups := fs.Float64("dup-rate", 0.1, "share of claims delivered twice")
 			prods := fs.Int("producers", 4, "concurrent producers")
+			lotteryUsers := fs.Int("lottery-users", 20_000, "participants of the demo's scheduled lottery draw (0: skip the lottery part)")
 			standins := fs.String("standins", "auto", "auto: real servers where reachable; always: embedded stand-ins only; never: fail if a server is down")
 			timeout := fs.Duration("timeout", 10*time.Minute, "give up if the pipeline has not caught up by then")
 			verbose := fs.Bool("v", false, "show the pipeline's info logs")
@@ -60,7 +67,7 @@ not. Needs nothing but Go; real servers are used in their own databases/keys
 				s := scenario{
 					RunID: fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffff), Claims: *claims, Users: *users,
 					HotStock: *stock, HotShare: *hot, Batches: *batches, DupRate: *dups, Malformed: true,
-					Producers: *prods, AppID: "demo",
+					Producers: *prods, AppID: "demo", LotteryUsers: *lotteryUsers,
 				}
 				level := slog.LevelWarn
 				if *verbose {
@@ -90,6 +97,7 @@ type report struct {
 	elapsed                  time.Duration
 	p50, p99                 time.Duration
 	breaches                 []string
+	lottery                  *lotteryDemoReport
 }
 
 // runScenario runs a scenario end to end on the embedded environment and
@@ -174,11 +182,27 @@ func runScenario(ctx context.Context, cfgPath string, s scenario, standins strin
 	rep.published, rep.dups, rep.hostile = pub.claims.Load(), pub.dups.Load(), pub.hostile.Load()
 	ps := t.percentiles(0.5, 0.99)
 	rep.p50, rep.p99 = ps[0], ps[1]
+	rep.check()
+	if s.LotteryUsers > 0 {
+		reader, ok := env.parts.mysql.(sinks.LotteryReader)
+		if !ok {
+			return nil, fmt.Errorf("the MySQL sink cannot read lottery results back")
+		}
+		ld := lotteryDemo{runID: s.RunID, users: s.LotteryUsers, dupRate: s.DupRate, tries: max(s.LotteryUsers/4, 100)}
+		if _, real := env.parts.mysql.(*mysql.Sink); real {
+			ld.verifyHint = fmt.Sprintf("PROMOFLOW_MYSQL_DATABASE_PREFIX=%s promoflow draw verify demo-draw-%s   (the demo's databases stay until the next demo)", cfg.MySQL.DatabasePrefix, s.RunID)
+		}
+		lr, err := ld.run(ctx, env.brokers, reader, timeout, out)
+		if err != nil {
+			return nil, fmt.Errorf("lottery demo: %w", err)
+		}
+		rep.lottery = lr
+		rep.breaches = append(rep.breaches, lr.breaches...)
+	}
 	stopRun()
 	if err := <-runDone; err != nil {
 		return nil, err
 	}
-	rep.check()
 	return rep, nil
 }
 
@@ -246,12 +270,18 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "  elapsed          %s\n", r.elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "  throughput       %.0f events/s end to end (claim published → row in both sinks)\n", float64(r.published+r.dups)/r.elapsed.Seconds())
 	fmt.Fprintf(w, "  latency          claim→decision p50 %s, p99 %s\n", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
-	if len(r.breaches) == 0 {
-		fmt.Fprintf(w, "  invariants       OK: one result per claim, grants ≤ stock, per-user limits held, one row per result in each sink, every hostile record in the DLQ\n")
-		return
+	n := len(r.breaches)
+	if r.lottery != nil {
+		n -= len(r.lottery.breaches)
 	}
-	for _, br := range r.breaches {
+	if n == 0 {
+		fmt.Fprintf(w, "  invariants       OK: one result per claim, grants ≤ stock, per-user limits held, one row per result in each sink, every hostile record in the DLQ\n")
+	}
+	for _, br := range r.breaches[:n] {
 		fmt.Fprintf(w, "  BROKEN           %s\n", br)
+	}
+	if r.lottery != nil {
+		r.lottery.print(w)
 	}
 }
 

@@ -281,6 +281,9 @@ type scenario struct {
 	Producers int     // concurrent producers
 	AppID     string
 	Rate      int // claims/s over all producers; 0 = as fast as possible
+	// LotteryUsers, when positive, runs the lottery part of the demo after
+	// the claims with this many draw participants.
+	LotteryUsers int
 }
 
 func (s scenario) hotBatch() string { return "HOT-" + s.RunID }

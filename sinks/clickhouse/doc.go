@@ -13,10 +13,24 @@
 //   - events_raw: every event written, whatever its type, with its payload
 //     as JSON text. ReplacingMergeTree ORDER BY (type, app_id, event_id),
 //     partitioned by the month of occurred_at.
-//   - coupon_grants_final, events_raw_final: views over the tables with FINAL.
+//   - lottery_activities, lottery_entries, lottery_draws, lottery_awards,
+//     gift_matches, gift_members: one row per result of the lottery and
+//     gift-exchange result types, the columns of the MySQL sink's tables of
+//     the same results (draw_rank, draw_trigger for rank and trigger), times
+//     as DateTime plus milliseconds. An absent draw_at is the epoch with
+//     has_draw_at = 0. ReplacingMergeTree ORDER BY result_id; the version is
+//     revision for activities (the highest wins) and the result's time in
+//     milliseconds otherwise; partitioned by the month of a time that a
+//     result keeps across replays (gift_members, whose updated_at moves with
+//     each edit, is not partitioned).
+//   - <table>_final for each table: a view over it with FINAL.
+//   - lottery_draw_stats: per activity_id, participants (distinct users with
+//     an accepted entry), entries, rejected_entries, awards and
+//     instant_wins, computed with FINAL.
 //
-// So a grant decision lands in coupon_grants and events_raw, and a raw input
-// event (coupon.claim.requested, …) in events_raw only. Any event whose
+// So a grant decision lands in coupon_grants and events_raw, a lottery
+// result in its table and events_raw, and a raw input event
+// (coupon.claim.requested, …) in events_raw only. Any event whose
 // (type, version) has a schema is accepted: for schema-valid events
 // WriteBatch never returns [ErrUnsupportedType], only for types the schemas
 // package does not know. Adding a result table means adding a table writer

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,6 +86,50 @@ func (r *reader) GrantRows(ctx context.Context) (map[string]sinktest.GrantRow, i
 				g.ResultID, claimed, decided, claimedMs, decidedMs)
 		}
 		rows[g.ResultID] = g
+		total++
+	}
+	return rows, total, res.Err()
+}
+
+// resultTables names the table of each result type.
+var resultTables = map[string]string{
+	schemas.TypeLotteryActivityCommitted: "lottery_activities",
+	schemas.TypeLotteryEntryRecorded:     "lottery_entries",
+	schemas.TypeLotteryDrawCompleted:     "lottery_draws",
+	schemas.TypeLotteryPrizeAwarded:      "lottery_awards",
+	schemas.TypeGiftMatchDecided:         "gift_matches",
+	schemas.TypeGiftMemberRecorded:       "gift_members",
+}
+
+// ResultRows reads every column of eventType's _final view by name,
+// independently of how the sink maps them.
+func (r *reader) ResultRows(ctx context.Context, eventType string) (map[string]sinktest.ResultRow, int, error) {
+	view := resultTables[eventType] + "_final"
+	res, err := r.conn.Query(ctx, "SELECT * FROM `"+r.db+"`."+view)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading %s: %w", view, err)
+	}
+	defer res.Close()
+	types := res.ColumnTypes()
+	rows := map[string]sinktest.ResultRow{}
+	total := 0
+	for res.Next() {
+		ptrs := make([]any, len(types))
+		for i, ct := range types {
+			ptrs[i] = reflect.New(ct.ScanType()).Interface()
+		}
+		if err := res.Scan(ptrs...); err != nil {
+			return nil, 0, err
+		}
+		cols := make(map[string]any, len(types))
+		for i, ct := range types {
+			cols[ct.Name()] = reflect.ValueOf(ptrs[i]).Elem().Interface()
+		}
+		row, err := sinktest.ColumnsRow(eventType, cols)
+		if err != nil {
+			return nil, 0, fmt.Errorf("reading %s: %w", view, err)
+		}
+		rows[row.ResultID] = row
 		total++
 	}
 	return rows, total, res.Err()
@@ -239,5 +285,107 @@ func TestIntegrationClickHouseNewIsIdempotent(t *testing.T) {
 	}
 	if n := r.count(t, ctx, "SELECT count() FROM %s.coupon_grants_final"); n != 10 {
 		t.Errorf("coupon_grants_final holds %d rows, want 10", n)
+	}
+}
+
+func TestIntegrationClickHouseResultTablesCollapseReplays(t *testing.T) {
+	s, r := newSink(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	events := sinktest.Results(t, "final", 120) // 20 of each type
+	for range 3 {
+		if err := s.WriteBatch(ctx, events); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, table := range resultTables {
+		if n := r.count(t, ctx, "SELECT count() FROM %s."+table+" FINAL"); n != 20 {
+			t.Errorf("%s FINAL holds %d rows, want 20", table, n)
+		}
+		if n := r.count(t, ctx, "SELECT count() FROM %s."+table); n < 20 || n > 60 {
+			t.Errorf("%s without FINAL holds %d rows, want 20 to 60", table, n)
+		}
+	}
+	// A later revision of an activity replaces the earlier one, whatever
+	// the order in which they arrive.
+	var a schemas.ActivityCommitted
+	if err := events[0].DecodePayload(&a); err != nil {
+		t.Fatal(err)
+	}
+	older := a
+	a.Revision, older.Revision = 7, 6
+	for _, rev := range []schemas.ActivityCommitted{a, older} {
+		if err := s.WriteBatch(ctx, []*schemas.Envelope{sinktest.Result(t, "app-0", a.CommittedAt, rev)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var revision uint64
+	q := "SELECT revision FROM `" + r.db + "`.lottery_activities_final WHERE result_id = '" + a.ResultID + "'" // hex
+	if err := r.conn.QueryRow(ctx, q).Scan(&revision); err != nil {
+		t.Fatal(err)
+	}
+	if revision != 7 {
+		t.Errorf("lottery_activities_final holds revision %d of %s, want 7", revision, a.ActivityID)
+	}
+}
+
+func TestIntegrationClickHouseLotteryDrawStats(t *testing.T) {
+	s, r := newSink(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	at := sinktest.Epoch
+	id := func(key string) string { return schemas.ResultID("stats", "app", key) }
+	entry := func(key, activity, user, status, reason, outcome string) *schemas.Envelope {
+		return sinktest.Result(t, "app", at, schemas.EntryRecorded{
+			ResultID: id(key), EntryEventID: key, ActivityID: activity, UserID: user, Status: status,
+			Reason: reason, Outcome: outcome, Roll: -1, OccurredAt: at, RecordedAt: at,
+		})
+	}
+	award := func(activity, user string, rank int64, source string) *schemas.Envelope {
+		return sinktest.Result(t, "app", at, schemas.PrizeAwarded{
+			ResultID: id(activity + "/" + user), ActivityID: activity, UserID: user, TierID: "gold",
+			PrizeKind: schemas.PrizeGoods, Source: source, SourceID: id("draw"), Rank: rank, AwardedAt: at,
+		})
+	}
+	events := []*schemas.Envelope{
+		// act-1: u1 joined twice (won once), u2 once; u3 and u4 refused.
+		entry("e1", "act-1", "u1", schemas.EntryAccepted, "", schemas.OutcomeWon),
+		entry("e2", "act-1", "u1", schemas.EntryAccepted, "", schemas.OutcomeLost),
+		entry("e3", "act-1", "u2", schemas.EntryAccepted, "", schemas.OutcomeLost),
+		entry("e4", "act-1", "u3", schemas.EntryRejected, schemas.RejectLimitReached, ""),
+		entry("e5", "act-1", "u4", schemas.EntryRejected, schemas.RejectEnded, ""),
+		award("act-1", "u1", 0, "instant"),
+		// act-2: a draw, whose entries are not in this batch.
+		award("act-2", "u1", 1, "draw"),
+		award("act-2", "u7", 2, "draw"),
+	}
+	for range 2 {
+		if err := s.WriteBatch(ctx, events); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := r.conn.Query(ctx, "SELECT activity_id, participants, entries, rejected_entries, awards, instant_wins FROM `"+
+		r.db+"`.lottery_draw_stats ORDER BY activity_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	var got []string
+	for res.Next() {
+		var activity string
+		var participants, entries, rejected, awards, instant uint64
+		if err := res.Scan(&activity, &participants, &entries, &rejected, &awards, &instant); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s participants=%d entries=%d rejected=%d awards=%d instant_wins=%d",
+			activity, participants, entries, rejected, awards, instant))
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"act-1 participants=2 entries=5 rejected=2 awards=1 instant_wins=1",
+		"act-2 participants=0 entries=0 rejected=0 awards=2 instant_wins=0",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("lottery_draw_stats =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

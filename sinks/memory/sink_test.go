@@ -41,24 +41,24 @@ func (r reader) ShardRows(context.Context) ([]int, error) {
 	return out, nil
 }
 
+// newSink returns an empty sink of three databases of three tables.
+func newSink(t *testing.T) *memory.Sink {
+	s, err := memory.New(t.Context(), memory.Config{Databases: 3, TablesPerDatabase: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestConformance(t *testing.T) {
 	sinktest.Run(t, func(t *testing.T) (sinktest.Sink, sinktest.Reader) {
-		s, err := memory.New(t.Context(), memory.Config{Databases: 3, TablesPerDatabase: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := newSink(t)
 		return s, reader{s}
 	})
 }
 
 func TestLotteryReader(t *testing.T) {
-	sinktest.RunLotteryReader(t, func(t *testing.T) sinktest.LotterySink {
-		s, err := memory.New(t.Context(), memory.Config{Databases: 3, TablesPerDatabase: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	sinktest.RunLotteryReader(t, func(t *testing.T) sinktest.LotterySink { return newSink(t) })
 }
 
 func TestRoutesLikeMySQL(t *testing.T) {

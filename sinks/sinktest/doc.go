@@ -6,7 +6,14 @@
 // however often or concurrently a batch is replayed, and refusal of event
 // types the sink has no table for.
 //
-// It also generates coupon.grant.decided events for tests and benchmarks
-// ([Grant], [Grants]). It imports only schemas and the standard library, and
-// no sink: sinks import it from their tests.
+// The suite covers coupon grants and the lottery and gift-exchange results
+// ([ResultTypes]); a Reader reads the latter by column name with
+// [ColumnsRow]. [RunLotteryReader] is the shared suite of the read API,
+// [github.com/promoflow/promoflow/sinks.LotteryReader], which the MySQL sink
+// and its in-memory stand-in both pass.
+//
+// It also generates events for tests and benchmarks: coupon.grant.decided
+// ([Grant], [Grants]) and results of every type ([Result], [Results],
+// [Entries]). It imports schemas, sinks and internal/testenv, and no sink:
+// sinks import it from their tests.
 package sinktest

@@ -322,3 +322,23 @@ func hostileResults(tb testing.TB) []*schemas.Envelope {
 	}
 	return out
 }
+
+// Entries returns one lottery.entry.recorded result per user of users in
+// activityID, all with status (rejected ones for limit_reached). tag makes
+// the entries' ids differ from those of another call for the same users.
+func Entries(tb testing.TB, activityID, tag, status string, users []string) []*schemas.Envelope {
+	tb.Helper()
+	out := make([]*schemas.Envelope, len(users))
+	for i, u := range users {
+		event := activityID + "-" + tag + "-" + u
+		e := schemas.EntryRecorded{
+			ResultID: schemas.ResultID(schemas.TypeLotteryEntryRecorded, "app-0", event), EntryEventID: event,
+			ActivityID: activityID, UserID: u, Status: status, Roll: -1, OccurredAt: Epoch, RecordedAt: Epoch,
+		}
+		if status == schemas.EntryRejected {
+			e.Reason = schemas.RejectLimitReached
+		}
+		out[i] = Result(tb, "app-0", Epoch, e)
+	}
+	return out
+}
