@@ -109,7 +109,7 @@ func lotteryFlags(fs *flag.FlagSet) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		out := os.Stdout
+		out := cmdStdout
 		switch action {
 		case "define":
 			if *file == "" {

@@ -15,7 +15,7 @@ import (
 func TestDemoWithStandins(t *testing.T) {
 	ctx := testenv.Context(t, 3*time.Minute)
 	s := scenario{RunID: "t1", Claims: 3000, Users: 1000, HotStock: 200, HotShare: 0.5, Batches: 2,
-		DupRate: 0.1, Malformed: true, Producers: 2, AppID: "demo"}
+		DupRate: 0.1, Malformed: true, Producers: 2, AppID: "demo", LotteryUsers: 2000}
 	var out bytes.Buffer
 	rep, err := runScenario(ctx, "", s, "always", 2*time.Minute, slog.LevelError, &out)
 	if err != nil {
@@ -25,10 +25,13 @@ func TestDemoWithStandins(t *testing.T) {
 	if len(rep.breaches) > 0 {
 		t.Fatalf("invariants broken: %v\n%s", rep.breaches, out.String())
 	}
-	for _, want := range []string{"stand-in", "miniredis", "embedded", "invariants       OK"} {
+	for _, want := range []string{"stand-in", "miniredis", "embedded", "invariants       OK", "verify ok        winners", "each winner once"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
+	}
+	if l := rep.lottery; l == nil || l.draw.Participants != 2000 || l.draw.Winners != 333 || l.draw.Trigger != "scheduled" {
+		t.Errorf("lottery part: %+v", l)
 	}
 	if rep.snap.hotGrants != 200 {
 		t.Errorf("hot batch granted %d, want its stock 200 (3000 claims, half on it)", rep.snap.hotGrants)

@@ -29,6 +29,10 @@ type command struct {
 
 var commands = map[string]*command{}
 
+// cmdStdout is where a running command prints its results: runMain's
+// stdout (os.Stdout from main, a buffer in tests).
+var cmdStdout io.Writer = os.Stdout
+
 func register(c *command) { commands[c.name] = c }
 
 const overview = `promoflow: event-driven stream processing for marketing campaigns
@@ -100,6 +104,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	cmdStdout = stdout
 	if err := run(ctx, positional); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
