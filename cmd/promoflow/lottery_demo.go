@@ -24,9 +24,9 @@ type lotteryDemo struct {
 	runID string
 	// verifyHint tells the user how to verify the draw again afterwards.
 	verifyHint string
-	users   int     // participants of the draw
-	dupRate float64 // share of participations delivered twice
-	tries   int     // instant-win tries
+	users      int     // participants of the draw
+	dupRate    float64 // share of participations delivered twice
+	tries      int     // instant-win tries
 }
 
 type lotteryDemoReport struct {
