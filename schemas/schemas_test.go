@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,14 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 	f.Add([]byte(`{"event_id":"e","type":"coupon.grant.decided","version":1,"app_id":"a","occurred_at":"2026-11-22T11:00:00.123+08:00","key":"u","payload":{"result_id":"0123456789abcdef0123456789abcdef","claim_event_id":"e","batch_id":"B","user_id":"u","status":"granted","reason":"","claimed_at":"2026-11-22T11:00:00Z","decided_at":"2026-11-22T11:00:00Z","grant_seq":3}}`))
 	f.Add([]byte(`{"event_id":"e","type":"coupon.batch.defined","version":1,"app_id":"a","occurred_at":"2026-11-22T11:00:00Z","key":"B","payload":{"batch_id":"B","revision":1,"total_stock":5,"per_user_limit":1,"valid_from":"2026-11-22T11:00:00Z","valid_until":"2026-11-23T11:00:00Z","status":"active"}}`))
 	f.Add([]byte(`{"event_id":"e","event_id":"f","type":"x.y","version":1e0}`))
+	// Arrays of objects (prize tiers): valid, an item breaking its schema,
+	// an item of the wrong type, and too many items.
+	act := `{"event_id":"e","type":"lottery.activity.defined","version":1,"app_id":"a","occurred_at":"2026-11-22T11:00:00Z","key":"A","payload":{"activity_id":"A","revision":1,"kind":"draw","join_from":"2026-11-22T11:00:00Z","join_until":"2026-11-23T11:00:00Z","per_user_limit":1,"status":"active","prizes":[%s]}}`
+	f.Add([]byte(fmt.Sprintf(act, `{"tier_id":"gold","kind":"goods","stock":1},{"tier_id":"c","kind":"coupon","batch_id":"B","stock":5}`)))
+	f.Add([]byte(fmt.Sprintf(act, `{"tier_id":"gold","kind":"cash","stock":1}`)))
+	f.Add([]byte(fmt.Sprintf(act, `{"tier_id":"gold","kind":"goods","stock":1}, 3`)))
+	f.Add([]byte(fmt.Sprintf(act, strings.TrimSuffix(strings.Repeat(`{"tier_id":"g","kind":"goods","stock":1},`, 51), ","))))
+	f.Add([]byte(fmt.Sprintf(act, ``)))
 	f.Add([]byte("\"\\ud800\""))
 	f.Add([]byte(strings.Replace(validClaim, `"payload"`, `"pay\u006coad"`, 1)))
 	f.Add([]byte(strings.Replace(validClaim, `}}`, `},"payload":{"batch_id":"B2","user_id":"u1"}}`, 1)))
@@ -169,7 +178,10 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 			t.Fatalf("decoded differently:\n compiled  %+v\n reference %+v", got, want)
 		}
 		// The typed payload: the fast path must fill what encoding/json fills.
-		for _, mk := range []func() any{func() any { return &ClaimRequested{} }, func() any { return &BatchDefined{} }, func() any { return &GrantDecided{} }} {
+		for _, mk := range []func() any{
+			func() any { return &ClaimRequested{} }, func() any { return &BatchDefined{} }, func() any { return &GrantDecided{} },
+			func() any { return &ActivityDefined{} }, func() any { return &EntryRecorded{} }, func() any { return &MemberUpdated{} },
+		} {
 			fast, slow := mk(), mk()
 			ferr := got.DecodePayload(fast)
 			serr := json.Unmarshal(got.Payload, slow)
