@@ -400,6 +400,15 @@ func (p *Processor) Tick(ctx context.Context, now time.Time, owned []stream.Owne
 		if !ok {
 			continue
 		}
+		if !now.Before(p.store.expireAt(def).Add(-min(time.Hour, p.store.ttl/4))) {
+			// The activity's state is gone (or about to go) from Redis: a
+			// draw now would see no participants and overwrite the real
+			// one. Past its TTL an activity is history.
+			p.mu.Lock()
+			p.published[def.ActivityID] = true
+			p.mu.Unlock()
+			continue
+		}
 		_, published, err := p.store.DrawState(ctx, def.ActivityID)
 		if err != nil {
 			return stream.Result{}, err

@@ -463,3 +463,30 @@ func TestIntegrationInstantWin(t *testing.T) {
 		t.Fatalf("%d awards for %d winners", n, len(won))
 	}
 }
+
+// TestIntegrationScheduledDrawIgnoresExpiredActivities: an activity whose
+// draw time is older than its state's TTL is history; its timer must not
+// draw it again over an empty participant set.
+func TestIntegrationScheduledDrawIgnoresExpiredActivities(t *testing.T) {
+	h := newHarness(t)
+	old := drawActivity("ancient", schemas.PrizeTier{TierID: "p", Kind: schemas.PrizeGoods, Stock: 1})
+	old.JoinFrom = time.Now().Add(-30 * 24 * time.Hour)
+	old.JoinUntil = old.JoinFrom.Add(time.Hour)
+	drawAt := old.JoinUntil
+	old.DrawAt = &drawAt
+	h.acts.Put(old)
+	fresh := drawActivity("fresh", schemas.PrizeTier{TierID: "p", Kind: schemas.PrizeGoods, Stock: 1})
+	fresh.JoinUntil = time.Now()
+	now := time.Now()
+	fresh.DrawAt = &now
+	h.acts.Put(fresh)
+	h.start("g-expired", nil)
+	byID := h.results(func(m map[string]*schemas.Envelope) bool { return countType(m, schemas.TypeLotteryDrawCompleted) >= 1 })
+	time.Sleep(500 * time.Millisecond) // a few more ticks
+	byID = h.results(func(m map[string]*schemas.Envelope) bool { return len(m) >= len(byID) })
+	for _, d := range ofType[schemas.DrawCompleted](t, byID, schemas.TypeLotteryDrawCompleted) {
+		if d.ActivityID != "fresh" {
+			t.Fatalf("drew %s, whose state expired long ago", d.ActivityID)
+		}
+	}
+}
