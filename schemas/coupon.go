@@ -44,7 +44,50 @@ type BatchDefined struct {
 	ValidFrom    time.Time `json:"valid_from"`
 	ValidUntil   time.Time `json:"valid_until"`
 	Status       string    `json:"status"`
+
+	// The usage rules below exist in v2 only (BatchDefinedV2); a v1
+	// definition leaves them zero: no relative validity, any scope, no
+	// threshold, no discount information, no exclusion group, no reminder.
+
+	// ValidityDays, when positive, makes a coupon usable from its grant
+	// until grant + ValidityDays days instead of [ValidFrom, ValidUntil).
+	ValidityDays     int64    `json:"validity_days,omitempty"`
+	Categories       []string `json:"categories,omitempty"`
+	Brands           []string `json:"brands,omitempty"`
+	Models           []string `json:"models,omitempty"`
+	Threshold        int64    `json:"threshold,omitempty"`
+	DiscountType     string   `json:"discount_type,omitempty"`
+	Amount           int64    `json:"amount,omitempty"`
+	Percent          int64    `json:"percent,omitempty"`
+	Cap              int64    `json:"cap,omitempty"`
+	ExclusionGroup   string   `json:"exclusion_group,omitempty"`
+	RemindDaysBefore int64    `json:"remind_days_before,omitempty"`
 }
+
+// Discount types of a v2 batch.
+const (
+	DiscountFixed         = "fixed"
+	DiscountPercent       = "percent"
+	DiscountPriceIncrease = "price_increase"
+)
+
+// CouponWindow returns when a coupon of the batch granted at grantedAt is
+// usable: [from, until).
+func (b *BatchDefined) CouponWindow(grantedAt time.Time) (from, until time.Time) {
+	if b.ValidityDays > 0 {
+		return grantedAt, grantedAt.Add(time.Duration(b.ValidityDays) * 24 * time.Hour)
+	}
+	return b.ValidFrom, b.ValidUntil
+}
+
+// BatchDefinedV2 is a batch definition with usage rules
+// (coupon.batch.defined v2). Convert with BatchDefined(v2); the fields are
+// the same.
+type BatchDefinedV2 BatchDefined
+
+func (BatchDefinedV2) EventType() string      { return TypeCouponBatchDefined }
+func (BatchDefinedV2) EventVersion() int      { return 2 }
+func (b BatchDefinedV2) PartitionKey() string { return b.BatchID }
 
 func (BatchDefined) EventType() string      { return TypeCouponBatchDefined }
 func (BatchDefined) EventVersion() int      { return 1 }
