@@ -93,7 +93,7 @@ var (
 	resultTypes = typesV1(schemas.TypeCouponGrantDecided,
 		schemas.TypeLotteryActivityCommitted, schemas.TypeLotteryEntryRecorded, schemas.TypeLotteryDrawCompleted,
 		schemas.TypeLotteryPrizeAwarded, schemas.TypeGiftMatchDecided, schemas.TypeGiftMemberRecorded)
-	inputTypes = typesV1(schemas.TypeCouponClaimRequested,
+	inputTypes = typesV1(schemas.TypeCouponClaimRequested, schemas.TypeCouponIssueRequested,
 		schemas.TypeLotteryParticipationRequested, schemas.TypeLotteryDrawRequested,
 		schemas.TypeGiftMemberUpdated, schemas.TypeGiftSendRequested)
 )

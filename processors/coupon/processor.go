@@ -44,7 +44,9 @@ func (p *Processor) Stage() stream.Stage {
 		Views:  []string{TopicAdmin},
 		Handles: []string{
 			schemas.TypeVersion{Type: schemas.TypeCouponClaimRequested, Version: 1}.String(),
+			schemas.TypeVersion{Type: schemas.TypeCouponIssueRequested, Version: 1}.String(),
 			schemas.TypeVersion{Type: schemas.TypeCouponBatchDefined, Version: 1}.String(),
+			schemas.TypeVersion{Type: schemas.TypeCouponBatchDefined, Version: 2}.String(),
 		},
 		Handler: p,
 		Fenced:  true,
@@ -133,7 +135,10 @@ func AdminStage() stream.Stage {
 		Name:    "coupon-admin",
 		Group:   AdminGroup,
 		Reads:   []string{TopicAdmin},
-		Handles: []string{schemas.TypeVersion{Type: schemas.TypeCouponBatchDefined, Version: 1}.String()},
+		Handles: []string{
+			schemas.TypeVersion{Type: schemas.TypeCouponBatchDefined, Version: 1}.String(),
+			schemas.TypeVersion{Type: schemas.TypeCouponBatchDefined, Version: 2}.String(),
+		},
 		Handler: stream.HandlerFunc(func(_ context.Context, b *stream.Batch) (stream.Result, error) {
 			var res stream.Result
 			for _, ev := range b.Events {
