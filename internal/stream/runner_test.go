@@ -26,7 +26,10 @@ const (
 	dlq    = "promoflow.dlq"
 )
 
-var claimV1 = schemas.TypeVersion{Type: schemas.TypeCouponClaimRequested, Version: 1}.String()
+var (
+	claimV1 = schemas.TypeVersion{Type: schemas.TypeCouponClaimRequested, Version: 1}.String()
+	issueV1 = schemas.TypeVersion{Type: schemas.TypeCouponIssueRequested, Version: 1}.String()
+)
 
 // memFencer hands out epochs from memory.
 type memFencer struct {
@@ -99,7 +102,7 @@ func echo(_ context.Context, b *Batch) (Result, error) {
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func testStage(h Handler) Stage {
-	return Stage{Name: "test", Group: "g-test", Reads: []string{claims}, Writes: []string{grants}, Handles: []string{claimV1}, Handler: h}
+	return Stage{Name: "test", Group: "g-test", Reads: []string{claims}, Writes: []string{grants}, Handles: []string{claimV1, issueV1}, Handler: h}
 }
 
 func startRunner(t *testing.T, cfg Config, st Stage) (*Runner, context.CancelFunc, <-chan struct{}) {

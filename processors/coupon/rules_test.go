@@ -36,6 +36,12 @@ func TestPrecheck(t *testing.T) {
 		{"one ms before end", batch(nil), until.Add(-time.Millisecond), ""},
 		{"exactly at end", batch(nil), until, schemas.RejectExpired},
 		{"after end", batch(nil), until.Add(time.Second), schemas.RejectExpired},
+		// A v2 batch's validity_days is the life of a coupon; claims still
+		// follow the batch's own window.
+		{"v2 relative validity: inside", batchV2(func(b *schemas.BatchDefined) { b.ValidityDays = 30 }), from, ""},
+		{"v2 relative validity: at end", batchV2(func(b *schemas.BatchDefined) { b.ValidityDays = 30 }), until, schemas.RejectExpired},
+		{"v2 relative validity: before start", batchV2(func(b *schemas.BatchDefined) { b.ValidityDays = 30 }), from.Add(-time.Nanosecond), schemas.RejectNotStarted},
+		{"v2 disabled", batchV2(func(b *schemas.BatchDefined) { b.Status = schemas.BatchDisabled }), from, schemas.RejectBatchDisabled},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -43,6 +49,24 @@ func TestPrecheck(t *testing.T) {
 				t.Fatalf("Precheck = %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+func TestCouponWindow(t *testing.T) {
+	granted := time.Date(2026, 11, 20, 15, 4, 5, 6, time.UTC)
+	from, until := batch(nil).CouponWindow(granted)
+	if !from.Equal(batch(nil).ValidFrom) || !until.Equal(batch(nil).ValidUntil) {
+		t.Fatalf("fixed window = [%s, %s), want the batch's", from, until)
+	}
+	from, until = batchV2(func(b *schemas.BatchDefined) { b.ValidityDays = 30 }).CouponWindow(granted)
+	if !from.Equal(granted) || !until.Equal(granted.Add(30*24*time.Hour)) {
+		t.Fatalf("relative window = [%s, %s), want 30 days from the grant", from, until)
+	}
+	// A coupon granted near the batch's end outlives it: its window is its own.
+	c := Held{CouponID: "c", BatchID: "B1", State: schemas.CouponAvailable, ValidFrom: from, ExpiresAt: until}
+	def := batchV2(func(b *schemas.BatchDefined) { b.ValidityDays = 30 })
+	if e := Evaluate(def, c, Cart{Items: []Item{{Amount: 1000}}}, def.ValidUntil.Add(time.Hour)); !e.Usable {
+		t.Fatalf("coupon inside its own window, after the batch's: %+v", e)
 	}
 }
 
