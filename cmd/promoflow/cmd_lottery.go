@@ -16,7 +16,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gopkg.in/yaml.v3"
 
 	"github.com/promoflow/promoflow/processors/lottery"
 	"github.com/promoflow/promoflow/producers"
@@ -171,26 +170,12 @@ func lotteryFlags(fs *flag.FlagSet) func(context.Context, []string) error {
 
 // readActivity reads and checks a definition from JSON or YAML.
 func readActivity(path string) (*schemas.ActivityDefined, error) {
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(os.Stdin)
-	} else {
-		b, err = os.ReadFile(path)
-	}
+	b, err := readInput(path)
 	if err != nil {
 		return nil, err
 	}
-	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
-		// YAML: through a generic value into JSON, so that one decoder (and
-		// its checks) reads both.
-		var v any
-		if err := yaml.Unmarshal(b, &v); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", path, err)
-		}
-		if b, err = json.Marshal(v); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", path, err)
-		}
+	if b, err = yamlToJSON(b); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	var def schemas.ActivityDefined
 	dec := json.NewDecoder(bytes.NewReader(b))
