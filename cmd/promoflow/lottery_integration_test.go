@@ -19,6 +19,7 @@ import (
 	"github.com/promoflow/promoflow/internal/testenv"
 	"github.com/promoflow/promoflow/producers"
 	"github.com/promoflow/promoflow/schemas"
+	"github.com/promoflow/promoflow/sinks"
 	"github.com/promoflow/promoflow/sinks/mysql"
 )
 
@@ -268,4 +269,123 @@ func header(r *kgo.Record, key string) string {
 		}
 	}
 	return ""
+}
+
+// TestIntegrationGiftExchangeFromTheCLI runs a gift exchange as an admin
+// would: define it, import the members in one transaction, let members
+// send (each send published twice), list the results and the members who
+// have not drawn yet, and edit members.
+func TestIntegrationGiftExchangeFromTheCLI(t *testing.T) {
+	e := startLotteryEnv(t)
+	ctx := testenv.Context(t, 3*time.Minute)
+	now := time.Now().UTC()
+	def := fmt.Sprintf(`{"activity_id":"xmas-gifts","revision":1,"kind":"gift_exchange","join_from":%q,"join_until":%q,"per_user_limit":1,"status":"active","prizes":[]}`,
+		now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+	dir := t.TempDir()
+	defFile := filepath.Join(dir, "gift.json")
+	if err := os.WriteFile(defFile, []byte(def), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := e.run(t, "lottery", "define", "--file", defFile, "--wait"); code != 0 {
+		t.Fatalf("define: %d\n%s", code, out)
+	}
+	const members = 300
+	var csv strings.Builder
+	csv.WriteString("user_id,name,note\n")
+	for i := range members {
+		fmt.Fprintf(&csv, "staff-%03d,Staff %d,\"Floor %d, desk %d\"\n", i, i, i%5, i)
+	}
+	usersFile := filepath.Join(dir, "staff.csv")
+	if err := os.WriteFile(usersFile, []byte(csv.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := e.run(t, "gift", "import", "xmas-gifts", "--file", usersFile, "--quiet"); code != 0 {
+		t.Fatalf("import: %d\n%s", code, out)
+	}
+
+	pr, err := producers.New(producers.Config{Brokers: e.brokers, AppID: "office"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	// Wait until the import is applied (members recorded), then 200 send.
+	sink, err := mysql.New(ctx, e.cfg.MySQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	waitFor(t, "the members", func() bool {
+		m, err := sink.GiftMembers(ctx, sinks.MemberFilter{ActivityID: "xmas-gifts"})
+		return err == nil && len(m) == members
+	})
+	const senders = 200
+	for i := range senders {
+		for range 2 { // every press delivered twice
+			if err := pr.SendGift(ctx, fmt.Sprintf("send-%d", i), "xmas-gifts", fmt.Sprintf("staff-%03d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var matches []schemas.MatchDecided
+	waitFor(t, "the matches", func() bool {
+		matches, err = sink.GiftMatches(ctx, sinks.GiftFilter{ActivityID: "xmas-gifts"})
+		return err == nil && len(matches) == senders
+	})
+	received := map[string]string{}
+	for _, m := range matches {
+		if m.Status != schemas.MatchMatched || m.ReceiverID == m.SenderID || m.ReceiverID == "" {
+			t.Fatalf("match %+v", m)
+		}
+		if prev, ok := received[m.ReceiverID]; ok {
+			t.Fatalf("%s received from %s and %s", m.ReceiverID, prev, m.SenderID)
+		}
+		received[m.ReceiverID] = m.SenderID
+	}
+	pending, err := sink.GiftMembers(ctx, sinks.MemberFilter{ActivityID: "xmas-gifts", Pending: true})
+	if err != nil || len(pending) != members-senders {
+		t.Fatalf("%d members pending, want %d: %v", len(pending), members-senders, err)
+	}
+	if code, out := e.run(t, "gift", "members", "xmas-gifts", "--pending", "--limit", "3"); code != 0 || !strings.Contains(out, "staff-200") {
+		t.Fatalf("members --pending: %d\n%s", code, out)
+	}
+	if code, out := e.run(t, "gift", "results", "xmas-gifts", "--sender", "staff-007"); code != 0 || !strings.Contains(out, received2(received, "staff-007")) {
+		t.Fatalf("results --sender: %d\n%s", code, out)
+	}
+	// Editing: a pending member's name; removing a member who already sent
+	// is refused and dead-lettered.
+	if code, out := e.run(t, "gift", "edit", "xmas-gifts", "--user", "staff-250", "--name", "Ann B."); code != 0 {
+		t.Fatalf("edit: %d\n%s", code, out)
+	}
+	if code, out := e.run(t, "gift", "edit", "xmas-gifts", "--user", "staff-001", "--remove"); code != 0 {
+		t.Fatalf("edit --remove: %d\n%s", code, out)
+	}
+	waitFor(t, "the edit", func() bool {
+		m, err := sink.GiftMembers(ctx, sinks.MemberFilter{ActivityID: "xmas-gifts", UserID: "staff-250"})
+		return err == nil && len(m) == 1 && m[0].Name == "Ann B." && m[0].Note == "Floor 0, desk 250"
+	})
+	dead := consumeDLQ(t, e.brokers, 1)
+	if r := header(dead[0], stream.HeaderDLQReason); r != "member_locked" {
+		t.Fatalf("removing a member who sent: dead-lettered %q, want member_locked", r)
+	}
+}
+
+// received2 returns the receiver of sender's gift.
+func received2(received map[string]string, sender string) string {
+	for r, s := range received {
+		if s == sender {
+			return r
+		}
+	}
+	return "?"
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
