@@ -1,5 +1,7 @@
 // Package sinks holds what every sink shares: the errors a caller can match
-// whichever store it writes to. The sinks themselves live in subpackages, one
+// whichever store it writes to, and the read APIs of the system of record
+// ([LotteryReader] for the admin commands, [CouponReader] for the
+// order-time validation service) with the orders their results come in. The sinks themselves live in subpackages, one
 // per store: [github.com/promoflow/promoflow/sinks/mysql] (the sharded system
 // of record), [github.com/promoflow/promoflow/sinks/clickhouse] (reporting)
 // and [github.com/promoflow/promoflow/sinks/memory] (the stand-in used by the

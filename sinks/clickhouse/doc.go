@@ -23,13 +23,35 @@
 //     milliseconds otherwise; partitioned by the month of a time that a
 //     result keeps across replays (gift_members, whose updated_at moves with
 //     each edit, is not partitioned).
+//   - coupon_operations: one row per coupon.state.changed result (the
+//     operation record, applied and rejected), the columns of the MySQL
+//     sink's coupon_op tables. ReplacingMergeTree(changed_at_ms) ORDER BY
+//     result_id, partitioned by the month of changed_at.
+//   - coupon_states: each coupon's latest state, from the applied
+//     operations: ReplacingMergeTree(seq) ORDER BY coupon_id, so FINAL
+//     keeps the highest seq whatever order the operations came in. Not
+//     partitioned, since a coupon's rows move in time.
+//   - notifications: one row per notification.requested, every template,
+//     with due_day (due_at's date in UTC). ReplacingMergeTree(due_at_ms)
+//     ORDER BY notification_id, partitioned by the month of due_at. The
+//     one-reminder-a-day rule is the system of record's; this table keeps
+//     what was requested.
 //   - <table>_final for each table: a view over it with FINAL.
 //   - lottery_draw_stats: per activity_id, participants (distinct users with
 //     an accepted entry), entries, rejected_entries, awards and
 //     instant_wins, computed with FINAL.
+//   - coupon_batch_stats: per batch_id, claims (grant decisions), grants,
+//     rejections, redemptions (coupons used: applied confirms), expirations
+//     and conversion (redemptions / grants, a Float64, 0 without grants).
+//     The most claimed and most redeemed batches are ORDER BY claims or
+//     redemptions on it (see couponBatchStats).
+//   - coupon_top_users: per user_id, grants, redemptions and operations
+//     (every operation on the user's coupons); the most active users are
+//     ORDER BY operations DESC.
 //
 // So a grant decision lands in coupon_grants and events_raw, a lottery
-// result in its table and events_raw, and a raw input event
+// result in its table and events_raw, an applied coupon operation in
+// coupon_operations, coupon_states and events_raw, and a raw input event
 // (coupon.claim.requested, …) in events_raw only. Any event whose
 // (type, version) has a schema is accepted: for schema-valid events
 // WriteBatch never returns [ErrUnsupportedType], only for types the schemas

@@ -99,6 +99,8 @@ var resultTables = map[string]string{
 	schemas.TypeLotteryPrizeAwarded:      "lottery_awards",
 	schemas.TypeGiftMatchDecided:         "gift_matches",
 	schemas.TypeGiftMemberRecorded:       "gift_members",
+	schemas.TypeCouponStateChanged:       "coupon_operations",
+	schemas.TypeNotificationRequested:    "notifications",
 }
 
 // ResultRows reads every column of eventType's _final view by name,
@@ -130,6 +132,38 @@ func (r *reader) ResultRows(ctx context.Context, eventType string) (map[string]s
 			return nil, 0, fmt.Errorf("reading %s: %w", view, err)
 		}
 		rows[row.ResultID] = row
+		total++
+	}
+	return rows, total, res.Err()
+}
+
+// CouponStates reads coupon_states_final, times from their milliseconds.
+func (r *reader) CouponStates(ctx context.Context) (map[string]sinktest.CouponState, int, error) {
+	res, err := r.conn.Query(ctx, "SELECT coupon_id, app_id, user_id, batch_id, state, order_id, seq, valid_from_ms, "+
+		"expires_at_ms, lock_deadline_ms, has_lock_deadline, updated_at_ms FROM `"+r.db+"`.coupon_states_final")
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading coupon_states_final: %w", err)
+	}
+	defer res.Close()
+	rows := map[string]sinktest.CouponState{}
+	total := 0
+	for res.Next() {
+		var (
+			c                                        sinktest.CouponState
+			seq, validFrom, expiresAt, lock, updated uint64
+			hasLock                                  uint8
+		)
+		if err := res.Scan(&c.CouponID, &c.AppID, &c.UserID, &c.BatchID, &c.State, &c.OrderID, &seq,
+			&validFrom, &expiresAt, &lock, &hasLock, &updated); err != nil {
+			return nil, 0, err
+		}
+		ms := func(v uint64) time.Time { return time.UnixMilli(int64(v)).UTC() }
+		c.Seq, c.ValidFrom, c.ExpiresAt, c.UpdatedAt = int64(seq), ms(validFrom), ms(expiresAt), ms(updated)
+		if hasLock == 1 {
+			at := ms(lock)
+			c.LockDeadline = &at
+		}
+		rows[c.CouponID] = c
 		total++
 	}
 	return rows, total, res.Err()
@@ -291,7 +325,7 @@ func TestIntegrationClickHouseNewIsIdempotent(t *testing.T) {
 func TestIntegrationClickHouseResultTablesCollapseReplays(t *testing.T) {
 	s, r := newSink(t)
 	ctx := testenv.Context(t, 30*time.Second)
-	events := sinktest.Results(t, "final", 120) // 20 of each type
+	events := sinktest.Results(t, "final", 160) // 20 of each type
 	for range 3 {
 		if err := s.WriteBatch(ctx, events); err != nil {
 			t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 )
 
 // resultRow returns the row func of a table of T's results: f gives the
-// key and values of one decoded T.
+// key and values of one decoded T, or nil values when it adds no row.
 func resultRow[T schemas.Payload](f func(env *schemas.Envelope, v *T) (key string, values []any)) func(*schemas.Envelope) (string, []any, bool, error) {
 	var zero T
 	eventType := zero.EventType()
@@ -20,7 +20,7 @@ func resultRow[T schemas.Payload](f func(env *schemas.Envelope, v *T) (key strin
 			return "", nil, false, err
 		}
 		key, values := f(env, &v)
-		return key, values, true, nil
+		return key, values, values != nil, nil
 	}
 }
 

@@ -26,13 +26,13 @@ type table struct {
 
 // tables lists every table the sink writes. Each gets a <name>_final view.
 var tables = []*table{
-	&couponGrants, &eventsRaw,
+	&couponGrants, &eventsRaw, &couponStates, &couponOperations, &notifications,
 	&lotteryActivities, &lotteryEntries, &lotteryDraws, &lotteryAwards, &giftMatches, &giftMembers,
 }
 
 // views lists the analysts' views over the tables, created after them:
 // CREATE VIEW IF NOT EXISTS statements whose %[1]s is the quoted database.
-var views = []string{lotteryDrawStats}
+var views = []string{lotteryDrawStats, couponBatchStats, couponTopUsers}
 
 func (t *table) insertSQL(database string) string {
 	return "INSERT INTO `" + database + "`.`" + t.name + "` (" + strings.Join(t.columns, ", ") + ")"

@@ -15,19 +15,20 @@ import (
 
 var _ sinks.LotteryReader = (*Sink)(nil)
 
-// Result is one stored lottery or gift-exchange result: the row its type's
-// MySQL table would hold.
+// Result is one stored lottery, gift-exchange or coupon operation result:
+// the row its type's MySQL table would hold.
 type Result struct {
 	ResultID string
 	AppID    string
 	// Payload is the result: a schemas.ActivityCommitted, EntryRecorded,
-	// DrawCompleted, PrizeAwarded, MatchDecided or MemberRecorded value,
-	// its times in UTC truncated to the millisecond as MySQL stores them.
+	// DrawCompleted, PrizeAwarded, MatchDecided, MemberRecorded or
+	// StateChanged value, its times in UTC truncated to the millisecond as
+	// MySQL stores them.
 	Payload schemas.Payload
 }
 
-// resultTypes decodes the results the sink keeps besides coupon grants,
-// returning each one's result id and payload as stored.
+// resultTypes decodes the results the sink keeps by result id besides
+// coupon grants, returning each one's result id and payload as stored.
 var resultTypes = map[string]func(*schemas.Envelope) (string, schemas.Payload, error){
 	schemas.TypeLotteryActivityCommitted: decode(func(a *schemas.ActivityCommitted) (string, []*time.Time) {
 		return a.ResultID, []*time.Time{&a.JoinFrom, &a.JoinUntil, a.DrawAt, &a.CommittedAt}
@@ -46,6 +47,11 @@ var resultTypes = map[string]func(*schemas.Envelope) (string, schemas.Payload, e
 	}),
 	schemas.TypeGiftMemberRecorded: decode(func(m *schemas.MemberRecorded) (string, []*time.Time) {
 		return m.ResultID, []*time.Time{&m.UpdatedAt}
+	}),
+	// The coupon operation record; the applied operations also make the
+	// coupon states (see keepCoupon).
+	schemas.TypeCouponStateChanged: decode(func(c *schemas.StateChanged) (string, []*time.Time) {
+		return c.ResultID, []*time.Time{&c.ValidFrom, &c.ExpiresAt, c.LockDeadline, &c.ChangedAt}
 	}),
 }
 

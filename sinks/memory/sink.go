@@ -33,6 +33,7 @@ type Sink struct {
 	// events holds the key of every event written, as ClickHouse's
 	// events_raw holds the events.
 	events map[eventKey]struct{}
+	couponTables
 	closed bool
 }
 
@@ -56,10 +57,11 @@ func New(_ context.Context, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("validating memory sink config: %w", err)
 	}
 	s := &Sink{
-		cfg:     cfg,
-		grants:  make([]map[string]Grant, cfg.Databases*cfg.TablesPerDatabase),
-		results: map[string]map[string]Result{},
-		events:  map[eventKey]struct{}{},
+		cfg:          cfg,
+		grants:       make([]map[string]Grant, cfg.Databases*cfg.TablesPerDatabase),
+		results:      map[string]map[string]Result{},
+		events:       map[eventKey]struct{}{},
+		couponTables: newCouponTables(cfg.Databases * cfg.TablesPerDatabase),
 	}
 	for typ := range resultTypes {
 		s.results[typ] = map[string]Result{}
@@ -79,8 +81,11 @@ func (s *Sink) Config() Config { return s.cfg }
 // WriteBatch upserts one row per result, so writing the same batch twice
 // leaves exactly one row per result. Like the ClickHouse sink it keeps every
 // event (once per type, app and event id) and makes rows of results only
-// (grant decisions and the lottery and gift-exchange results), so it can
-// stand in for either sink. It refuses the whole batch, storing nothing, if
+// (grant decisions, the lottery and gift-exchange results, coupon
+// operations and the states they leave, coupon expiry reminders), so it can
+// stand in for either sink. Coupon states and reminders follow MySQL's
+// rules: the highest seq wins, and the first reminder of a user, batch and
+// day. It refuses the whole batch, storing nothing, if
 // an event's (type, version) has no schema ([ErrUnsupportedType]) or a
 // result does not decode.
 func (s *Sink) WriteBatch(ctx context.Context, events []*schemas.Envelope) error {
@@ -92,8 +97,9 @@ func (s *Sink) WriteBatch(ctx context.Context, events []*schemas.Envelope) error
 		Result
 	}
 	var (
-		rows    = make([]Grant, 0, len(events))
-		results []result
+		rows      = make([]Grant, 0, len(events))
+		results   []result
+		reminders []Reminder
 	)
 	for _, env := range events {
 		if !known[env.TypeVersion()] {
@@ -105,6 +111,16 @@ func (s *Sink) WriteBatch(ctx context.Context, events []*schemas.Envelope) error
 				return fmt.Errorf("writing %s results to memory: decoding event %s: %w", env.Type, env.EventID, err)
 			}
 			results = append(results, result{env.Type, Result{ResultID: id, AppID: env.AppID, Payload: p}})
+			continue
+		}
+		if env.Type == schemas.TypeNotificationRequested {
+			r, ok, err := s.reminder(env)
+			if err != nil {
+				return fmt.Errorf("writing coupon reminders to memory: decoding event %s: %w", env.EventID, err)
+			}
+			if ok {
+				reminders = append(reminders, r)
+			}
 			continue
 		}
 		if env.Type != schemas.TypeCouponGrantDecided {
@@ -132,6 +148,12 @@ func (s *Sink) WriteBatch(ctx context.Context, events []*schemas.Envelope) error
 	}
 	for _, r := range results {
 		s.results[r.typ][r.ResultID] = r.Result
+		if op, ok := r.Payload.(schemas.StateChanged); ok {
+			s.keepCoupon(r.AppID, op)
+		}
+	}
+	for _, r := range reminders {
+		s.keepReminder(r)
 	}
 	return nil
 }
@@ -174,16 +196,7 @@ func (s *Sink) ShardCounts() [][]int {
 
 // Grants returns every stored row, ordered by result id.
 func (s *Sink) Grants() []Grant {
-	s.mu.RLock()
-	var out []Grant
-	for _, m := range s.grants {
-		for _, g := range m {
-			out = append(out, g)
-		}
-	}
-	s.mu.RUnlock()
-	sortGrants(out)
-	return out
+	return all(s, s.grants, compareGrants)
 }
 
 // UserGrants returns userID's rows, ordered by result id, reading only the
@@ -198,13 +211,11 @@ func (s *Sink) UserGrants(userID string) []Grant {
 		}
 	}
 	s.mu.RUnlock()
-	sortGrants(out)
+	slices.SortFunc(out, compareGrants)
 	return out
 }
 
-func sortGrants(gs []Grant) {
-	slices.SortFunc(gs, func(a, b Grant) int { return strings.Compare(a.ResultID, b.ResultID) })
-}
+func compareGrants(a, b Grant) int { return strings.Compare(a.ResultID, b.ResultID) }
 
 // Close stops the sink taking writes; the stored rows stay readable.
 // Calling it again returns nil.

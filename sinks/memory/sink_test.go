@@ -26,11 +26,27 @@ func (r reader) GrantRows(context.Context) (map[string]sinktest.GrantRow, int, e
 
 func (r reader) ResultRows(_ context.Context, eventType string) (map[string]sinktest.ResultRow, int, error) {
 	rows := map[string]sinktest.ResultRow{}
+	if eventType == schemas.TypeNotificationRequested {
+		reminders := r.s.Reminders()
+		for _, n := range reminders {
+			rows[n.NotificationID] = sinktest.ResultRow{ResultID: n.NotificationID, AppID: n.AppID, Result: n.NotificationRequested}
+		}
+		return rows, len(reminders), nil
+	}
 	results := r.s.Results(eventType)
 	for _, res := range results {
 		rows[res.ResultID] = sinktest.ResultRow{ResultID: res.ResultID, AppID: res.AppID, Result: res.Payload}
 	}
 	return rows, len(results), nil
+}
+
+func (r reader) CouponStates(context.Context) (map[string]sinktest.CouponState, int, error) {
+	rows := map[string]sinktest.CouponState{}
+	coupons := r.s.Coupons()
+	for _, c := range coupons {
+		rows[c.CouponID] = sinktest.CouponState{AppID: c.AppID, CouponRow: c.CouponRow}
+	}
+	return rows, len(coupons), nil
 }
 
 func (r reader) ShardRows(context.Context) ([]int, error) {
@@ -59,6 +75,13 @@ func TestConformance(t *testing.T) {
 
 func TestLotteryReader(t *testing.T) {
 	sinktest.RunLotteryReader(t, func(t *testing.T) sinktest.LotterySink { return newSink(t) })
+}
+
+func TestCouponReader(t *testing.T) {
+	sinktest.RunCouponReader(t, func(t *testing.T) (sinktest.CouponSink, sinktest.Reader) {
+		s := newSink(t)
+		return s, reader{s}
+	})
 }
 
 func TestRoutesLikeMySQL(t *testing.T) {

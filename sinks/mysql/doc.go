@@ -62,16 +62,34 @@
 //
 // # Tables
 //
-// Each result type has its own table writer (see table.go and lottery.go),
-// every table keyed by result_id and holding the envelope's app_id:
+// Each result type has its table writers (see table.go, lottery.go and
+// coupon.go), every table holding the envelope's app_id and keyed by
+// result_id unless said otherwise:
 //
 //	coupon.grant.decided        coupon_grant_<j>      by user_id
+//	coupon.state.changed        coupon_op_<j>         by user_id, the operation record
+//	                            coupon_<j>            by user_id, key coupon_id, applied only
+//	notification.requested      coupon_reminder_<j>   by user_id, key notification_id, coupon_expiry only,
+//	                                                  UNIQUE (user_id, subject_id, due_day)
 //	lottery.activity.committed  lottery_activity_<j>  by activity_id
 //	lottery.entry.recorded      lottery_entry_<j>     by user_id
 //	lottery.draw.completed      lottery_draw_<j>      by activity_id
 //	lottery.prize.awarded       lottery_award_<j>     by user_id, UNIQUE (activity_id, user_id)
 //	gift.match.decided          gift_match_<j>        by sender_id
 //	gift.member.recorded        gift_member_<j>       by user_id
+//
+// Two tables keep something other than the last row written. coupon_<j> is
+// each coupon's current state: the applied operation with the highest seq.
+// Its upsert changes a column only when the row brings a higher seq
+// (state = IF(VALUES(seq) > seq, VALUES(state), state), …, seq assigned
+// last because MySQL assigns left to right), and a batch keeps each
+// coupon's highest seq, so replays and operations delivered out of order
+// leave the latest state. coupon_reminder_<j> holds one coupon expiry
+// reminder per user, batch (subject_id) and day (due_at's date in UTC):
+// the first notification of the day stays, a later one under another id
+// changes nothing, as in INSERT IGNORE but for that key only (every other
+// error still fails the batch). Notifications of other templates have no
+// table here and are skipped.
 //
 // The lottery and gift-exchange columns are the results' JSON fields, but
 // rank and trigger (reserved words in MySQL 8) are draw_rank and
@@ -81,8 +99,14 @@
 //
 // # Reads
 //
-// The sink is a [github.com/promoflow/promoflow/sinks.LotteryReader] for the
-// admin commands (see query.go). A read whose routing key is known (an
+// The sink is a [github.com/promoflow/promoflow/sinks.CouponReader] for the
+// order-time validation service (see coupon.go): a user's coupons come from
+// the one coupon_<j> the user routes to, through its (user_id, state)
+// index, in about a quarter of a millisecond for a user of 20 coupons
+// among 100,000 (BenchmarkUserCoupons); a coupon's operations from the
+// same shard's coupon_op_<j>. It is also a
+// [github.com/promoflow/promoflow/sinks.LotteryReader] for the admin
+// commands (see query.go). A read whose routing key is known (an
 // activity, its draw, a sender's sends, one member) reads one table; the
 // others read every shard through the activity_id indexes, one connection
 // per database at a time, the databases concurrently, streaming rows.

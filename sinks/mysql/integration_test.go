@@ -101,32 +101,13 @@ type reader struct {
 }
 
 func (r *reader) GrantRows(ctx context.Context) (map[string]sinktest.GrantRow, int, error) {
-	rows := map[string]sinktest.GrantRow{}
-	total := 0
-	for i, db := range r.dbs {
-		for j := range r.cfg.TablesPerDatabase {
-			res, err := db.QueryContext(ctx, fmt.Sprintf(
-				"SELECT result_id, claim_event_id, app_id, batch_id, user_id, status, reason, coupon_id, grant_seq, claimed_at, decided_at FROM coupon_grant_%d", j))
-			if err != nil {
-				return nil, 0, fmt.Errorf("reading %s_%d.coupon_grant_%d: %w", r.cfg.DatabasePrefix, i, j, err)
-			}
-			for res.Next() {
-				var g sinktest.GrantRow
-				if err := res.Scan(&g.ResultID, &g.ClaimEventID, &g.AppID, &g.BatchID, &g.UserID, &g.Status,
-					&g.Reason, &g.CouponID, &g.GrantSeq, &g.ClaimedAt, &g.DecidedAt); err != nil {
-					res.Close()
-					return nil, 0, err
-				}
-				rows[g.ResultID] = g
-				total++
-			}
-			if err := res.Err(); err != nil {
-				return nil, 0, err
-			}
-			res.Close()
-		}
-	}
-	return rows, total, nil
+	return readShards(ctx, r, "SELECT result_id, claim_event_id, app_id, batch_id, user_id, status, reason, coupon_id, "+
+		"grant_seq, claimed_at, decided_at FROM coupon_grant_%d", func(res *sql.Rows) (string, sinktest.GrantRow, error) {
+		var g sinktest.GrantRow
+		err := res.Scan(&g.ResultID, &g.ClaimEventID, &g.AppID, &g.BatchID, &g.UserID, &g.Status,
+			&g.Reason, &g.CouponID, &g.GrantSeq, &g.ClaimedAt, &g.DecidedAt)
+		return g.ResultID, g, err
+	})
 }
 
 // resultTables names the table of each result type.
@@ -137,61 +118,103 @@ var resultTables = map[string]string{
 	schemas.TypeLotteryPrizeAwarded:      "lottery_award",
 	schemas.TypeGiftMatchDecided:         "gift_match",
 	schemas.TypeGiftMemberRecorded:       "gift_member",
+	schemas.TypeCouponStateChanged:       "coupon_op",
+	schemas.TypeNotificationRequested:    "coupon_reminder",
 }
 
 // ResultRows reads every column of every shard's table of eventType by
 // name, independently of how the sink maps them.
 func (r *reader) ResultRows(ctx context.Context, eventType string) (map[string]sinktest.ResultRow, int, error) {
-	rows := map[string]sinktest.ResultRow{}
+	return readShards(ctx, r, "SELECT * FROM "+resultTables[eventType]+"_%d", func(res *sql.Rows) (string, sinktest.ResultRow, error) {
+		cols, err := columns(res)
+		if err != nil {
+			return "", sinktest.ResultRow{}, err
+		}
+		row, err := sinktest.ColumnsRow(eventType, cols)
+		return row.ResultID, row, err
+	})
+}
+
+// CouponStates reads every shard's coupon table.
+func (r *reader) CouponStates(ctx context.Context) (map[string]sinktest.CouponState, int, error) {
+	return readShards(ctx, r, "SELECT coupon_id, user_id, batch_id, state, order_id, seq, valid_from, expires_at, "+
+		"lock_deadline, updated_at, app_id FROM coupon_%d", func(res *sql.Rows) (string, sinktest.CouponState, error) {
+		var c sinktest.CouponState
+		err := res.Scan(&c.CouponID, &c.UserID, &c.BatchID, &c.State, &c.OrderID, &c.Seq,
+			&c.ValidFrom, &c.ExpiresAt, &c.LockDeadline, &c.UpdatedAt, &c.AppID)
+		return c.CouponID, c, err
+	})
+}
+
+// readShards runs q, whose %d is the table index, on every shard table and
+// returns what scan makes of each row by the key scan gives it, and the
+// number of rows read.
+func readShards[T any](ctx context.Context, r *reader, q string, scan func(*sql.Rows) (string, T, error)) (map[string]T, int, error) {
+	rows := map[string]T{}
 	total := 0
 	for i, db := range r.dbs {
 		for j := range r.cfg.TablesPerDatabase {
-			name := fmt.Sprintf("%s_%d", resultTables[eventType], j)
-			if err := readColumns(ctx, db, "SELECT * FROM "+name, func(cols map[string]any) error {
-				row, err := sinktest.ColumnsRow(eventType, cols)
+			if err := eachRow(ctx, db, fmt.Sprintf(q, j), func(res *sql.Rows) error {
+				key, v, err := scan(res)
 				if err != nil {
 					return err
 				}
-				rows[row.ResultID] = row
+				rows[key] = v
 				total++
 				return nil
 			}); err != nil {
-				return nil, 0, fmt.Errorf("reading %s_%d.%s: %w", r.cfg.DatabasePrefix, i, name, err)
+				return nil, 0, fmt.Errorf("reading %s_%d (table %d): %w", r.cfg.DatabasePrefix, i, j, err)
 			}
 		}
 	}
 	return rows, total, nil
 }
 
-// readColumns calls f with every row of q, its columns by name.
-func readColumns(ctx context.Context, db *sql.DB, q string, f func(map[string]any) error) error {
-	res, err := db.QueryContext(ctx, q)
+// eachRow calls f with every row of q.
+func eachRow(ctx context.Context, db *sql.DB, q string, f func(*sql.Rows) error, args ...any) error {
+	res, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return err
 	}
 	defer res.Close()
+	for res.Next() {
+		if err := f(res); err != nil {
+			return err
+		}
+	}
+	return res.Err()
+}
+
+// readColumns calls f with every row of q, its columns by name.
+func readColumns(ctx context.Context, db *sql.DB, q string, f func(map[string]any) error, args ...any) error {
+	return eachRow(ctx, db, q, func(res *sql.Rows) error {
+		cols, err := columns(res)
+		if err != nil {
+			return err
+		}
+		return f(cols)
+	}, args...)
+}
+
+// columns scans the row res is on into its columns by name.
+func columns(res *sql.Rows) (map[string]any, error) {
 	names, err := res.Columns()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	values := make([]any, len(names))
 	ptrs := make([]any, len(names))
 	for i := range values {
 		ptrs[i] = &values[i]
 	}
-	for res.Next() {
-		if err := res.Scan(ptrs...); err != nil {
-			return err
-		}
-		cols := make(map[string]any, len(names))
-		for i, n := range names {
-			cols[n] = values[i]
-		}
-		if err := f(cols); err != nil {
-			return err
-		}
+	if err := res.Scan(ptrs...); err != nil {
+		return nil, err
 	}
-	return res.Err()
+	cols := make(map[string]any, len(names))
+	for i, n := range names {
+		cols[n] = values[i]
+	}
+	return cols, nil
 }
 
 func (r *reader) ShardRows(ctx context.Context) ([]int, error) {
@@ -208,24 +231,62 @@ func (r *reader) ShardRows(ctx context.Context) ([]int, error) {
 	return out, nil
 }
 
+// suiteLayout is the layout the shared suites run on: BatchRows below the
+// suites' batch sizes exercises chunking, and three databases of three
+// tables a layout other than the default, whose listings merge shards.
+var suiteLayout = mysql.Config{Databases: 3, TablesPerDatabase: 3, BatchRows: 70}
+
 func TestIntegrationMySQLConformance(t *testing.T) {
 	integration(t)
-	// BatchRows below the suite's batch sizes exercises chunking; three
-	// databases of three tables exercise a layout other than the default.
-	cfg := mysql.Config{Databases: 3, TablesPerDatabase: 3, BatchRows: 70}
 	sinktest.Run(t, func(t *testing.T) (sinktest.Sink, sinktest.Reader) {
-		return newSink(t, cfg)
+		return newSink(t, suiteLayout)
 	})
 }
 
 func TestIntegrationMySQLLotteryReader(t *testing.T) {
 	integration(t)
-	// Several databases and tables, so that listings merge shards.
-	cfg := mysql.Config{Databases: 3, TablesPerDatabase: 3, BatchRows: 70}
 	sinktest.RunLotteryReader(t, func(t *testing.T) sinktest.LotterySink {
-		s, _ := newSink(t, cfg)
+		s, _ := newSink(t, suiteLayout)
 		return s
 	})
+}
+
+func TestIntegrationMySQLCouponReader(t *testing.T) {
+	integration(t)
+	sinktest.RunCouponReader(t, func(t *testing.T) (sinktest.CouponSink, sinktest.Reader) {
+		return newSink(t, suiteLayout)
+	})
+}
+
+// TestIntegrationMySQLUserCouponsUsesIndex checks that UserCoupons reads
+// a user's coupons through the (user_id, state) index, with and without
+// states.
+func TestIntegrationMySQLUserCouponsUsesIndex(t *testing.T) {
+	s, r := newSink(t, mysql.Config{Databases: 1, TablesPerDatabase: 1})
+	ctx := testenv.Context(t, 60*time.Second)
+	if err := s.WriteBatch(ctx, sinktest.Coupons(t, "idx", 500, 20)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.dbs[0].ExecContext(ctx, "ANALYZE TABLE coupon_0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, states := range [][]string{nil, {schemas.CouponAvailable}, {schemas.CouponLocked, schemas.CouponUsed}} {
+		args := []any{"idx-user-7"}
+		for _, st := range states {
+			args = append(args, st)
+		}
+		q := "EXPLAIN SELECT * FROM coupon_0 t " + mysql.UserCouponsWhere(len(states))
+		var keys []any
+		if err := readColumns(ctx, r.dbs[0], q, func(cols map[string]any) error {
+			keys = append(keys, cols["key"])
+			return nil
+		}, args...); err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 1 || fmt.Sprintf("%s", keys[0]) != "idx_user_state" {
+			t.Errorf("%s with %q uses keys %s, want idx_user_state", q, states, keys)
+		}
+	}
 }
 
 func TestIntegrationMySQLReadAfterClose(t *testing.T) {
@@ -236,6 +297,9 @@ func TestIntegrationMySQLReadAfterClose(t *testing.T) {
 	}
 	if _, err := s.Participants(ctx, "a-1"); !errors.Is(err, mysql.ErrClosed) {
 		t.Errorf("Participants after Close: got %v, want an error wrapping ErrClosed", err)
+	}
+	if _, err := s.UserCoupons(ctx, "u-1"); !errors.Is(err, mysql.ErrClosed) {
+		t.Errorf("UserCoupons after Close: got %v, want an error wrapping ErrClosed", err)
 	}
 }
 

@@ -34,18 +34,23 @@ func newResults[T any](t table, fields func(v *T) []any, routeKey func(v *T) str
 	return r
 }
 
-func (r *results[T]) toRow(env *schemas.Envelope) (row, error) {
+func (r *results[T]) toRow(env *schemas.Envelope) (row, bool, error) {
 	var v T
 	if err := env.DecodePayload(&v); err != nil {
-		return row{}, err
+		return row{}, false, err
 	}
-	ptrs := r.fields(&v)
+	return r.rowOf(env, &v), true, nil
+}
+
+// rowOf returns the row of v, published in env.
+func (r *results[T]) rowOf(env *schemas.Envelope, v *T) row {
+	ptrs := r.fields(v)
 	values := make([]any, 0, len(ptrs)+1)
 	for _, p := range ptrs {
 		values = append(values, value(p))
 	}
 	id, _ := values[0].(string)
-	return row{key: id, routeKey: r.routeKey(&v), values: append(values, env.AppID)}, nil
+	return row{key: id, routeKey: r.routeKey(v), values: append(values, env.AppID)}
 }
 
 // scan reads the row rows is on, whose columns are r.selectList.

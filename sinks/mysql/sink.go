@@ -195,29 +195,34 @@ func (s *Sink) plan(events []*schemas.Envelope) ([][]shardWrite, error) {
 		index int
 	}
 	m := s.cfg.TablesPerDatabase
-	byShard := map[shard]map[string]row{}
+	byShard := map[shard]*batchRows{}
 	for _, env := range events {
-		t, ok := tableFor[env.Type]
+		ts, ok := tablesFor[env.Type]
 		if !ok {
 			return nil, fmt.Errorf("writing event %s of type %s to mysql: %w", env.EventID, env.Type, ErrUnsupportedType)
 		}
-		r, err := t.row(env)
-		if err != nil {
-			return nil, fmt.Errorf("writing %s to mysql: decoding event %s: %w", t.what, env.EventID, err)
+		for _, t := range ts {
+			r, ok, err := t.row(env)
+			if err != nil {
+				return nil, fmt.Errorf("writing %s to mysql: decoding event %s: %w", t.what, env.EventID, err)
+			}
+			if !ok {
+				continue
+			}
+			db, j := s.cfg.Route(r.routeKey)
+			k := shard{t, db*m + j}
+			rows := byShard[k]
+			if rows == nil {
+				rows = &batchRows{rows: map[string]row{}, unique: map[string]string{}}
+				byShard[k] = rows
+			}
+			rows.add(t, r)
 		}
-		db, j := s.cfg.Route(r.routeKey)
-		k := shard{t, db*m + j}
-		rows := byShard[k]
-		if rows == nil {
-			rows = map[string]row{}
-			byShard[k] = rows
-		}
-		rows[r.key] = r // the last copy of a duplicate wins, as it would in the table
 	}
 	plan := make([][]shardWrite, len(s.dbs))
 	for k, rows := range byShard {
-		w := shardWrite{table: k.table, index: k.index % m, rows: make([]row, 0, len(rows))}
-		for _, r := range rows {
+		w := shardWrite{table: k.table, index: k.index % m, rows: make([]row, 0, len(rows.rows))}
+		for _, r := range rows.rows {
 			w.rows = append(w.rows, r)
 		}
 		slices.SortFunc(w.rows, func(a, b row) int { return strings.Compare(a.key, b.key) })
@@ -233,6 +238,28 @@ func (s *Sink) plan(events []*schemas.Envelope) ([][]shardWrite, error) {
 		})
 	}
 	return plan, nil
+}
+
+// batchRows are the rows of one shard table in a batch, keyed as the table
+// keys them, so that the batch writes what the table would keep of them.
+type batchRows struct {
+	rows map[string]row
+	// unique maps row.unique to the primary key of its first row, for
+	// tables whose first row wins.
+	unique map[string]string
+}
+
+func (b *batchRows) add(t *table, r row) {
+	if prev, dup := b.rows[r.key]; dup && t.newer != "" && r.version <= prev.version {
+		return // not newer than the row kept
+	}
+	if t.firstWins {
+		if key, taken := b.unique[r.unique]; taken && key != r.key {
+			return // another row took the unique key first
+		}
+		b.unique[r.unique] = r.key
+	}
+	b.rows[r.key] = r // the last copy of a duplicate wins, as it would in the table
 }
 
 // writeDatabase writes one database's share of a batch in one transaction,

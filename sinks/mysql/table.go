@@ -23,8 +23,20 @@ type table struct {
 	// create is the CREATE TABLE IF NOT EXISTS statement; %s is the
 	// quoted table name.
 	create string
-	// row turns one event into a row.
-	row func(env *schemas.Envelope) (row, error)
+	// row turns one event into a row, or returns ok false when the event
+	// adds none to this table (a rejected operation to coupon_<j>).
+	row func(env *schemas.Envelope) (r row, ok bool, err error)
+	// newer, when set, names the column whose higher value makes a row
+	// newer (coupon_<j>'s seq): a duplicate key updates the stored row only
+	// when it brings a strictly higher value, and within a batch the row
+	// with the highest value (the first of equals) is written, so replays
+	// and late deliveries leave the newest row whatever their order.
+	newer string
+	// firstWins marks a table with a unique key besides the primary key
+	// (row.unique) whose first row stays: a row colliding with a stored or
+	// batched row on that key, under another primary key, changes nothing.
+	// A row with the same primary key is a replay and updates as usual.
+	firstWins bool
 }
 
 // row is one row to upsert.
@@ -36,20 +48,25 @@ type row struct {
 	// id for rows of an activity as a whole.
 	routeKey string
 	values   []any
+	// version is the row's value of table.newer.
+	version int64
+	// unique is the row's value of the table's other unique key, for
+	// tables whose first row wins (table.firstWins).
+	unique string
 }
 
 // tables lists every table the sink writes.
 var tables = []*table{
-	&couponGrants,
+	&couponGrants, &coupons.table, &couponOps.table, &couponReminders,
 	&lotteryActivities.table, &lotteryEntries.table, &lotteryDraws.table, &lotteryAwards.table,
 	&giftMatches.table, &giftMembers.table,
 }
 
-// tableFor maps an event type to its table.
-var tableFor = func() map[string]*table {
-	m := map[string]*table{}
+// tablesFor maps an event type to its tables, in the order of tables.
+var tablesFor = func() map[string][]*table {
+	m := map[string][]*table{}
 	for _, t := range tables {
-		m[t.eventType] = t
+		m[t.eventType] = append(m[t.eventType], t)
 	}
 	return m
 }()
@@ -71,13 +88,34 @@ func (t *table) insertSQL(name string, n int) string {
 	// The replay of a result carries the values already stored, so this
 	// changes nothing; a corrected result would overwrite them.
 	b.WriteString(" ON DUPLICATE KEY UPDATE ")
-	for i, c := range t.columns[1:] {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s = VALUES(%s)", c, c)
-	}
+	b.WriteString(strings.Join(t.updates(), ", "))
 	return b.String()
+}
+
+// updates returns the assignments of ON DUPLICATE KEY UPDATE, one per
+// column but the primary key. INSERT IGNORE would keep the first row of a
+// firstWins table too, but would also turn every other error (a value too
+// long, a bad date) into a warning and a silently altered row.
+func (t *table) updates() []string {
+	out := make([]string, 0, len(t.columns))
+	for _, c := range t.columns[1:] {
+		switch {
+		case c == t.newer:
+		case t.newer != "":
+			out = append(out, fmt.Sprintf("%[1]s = IF(VALUES(%[2]s) > %[2]s, VALUES(%[1]s), %[1]s)", c, t.newer))
+		case t.firstWins:
+			out = append(out, fmt.Sprintf("%[1]s = IF(%[2]s = VALUES(%[2]s), VALUES(%[1]s), %[1]s)", c, t.columns[0]))
+		default:
+			out = append(out, fmt.Sprintf("%[1]s = VALUES(%[1]s)", c))
+		}
+	}
+	if t.newer != "" {
+		// MySQL assigns left to right, each assignment seeing the values
+		// of those before it: the guard column goes last, so that every
+		// other assignment compares against the stored value.
+		out = append(out, fmt.Sprintf("%[1]s = GREATEST(%[1]s, VALUES(%[1]s))", t.newer))
+	}
+	return out
 }
 
 // sqlTime prepares a time for a DATETIME(3) column: UTC, truncated to the
@@ -114,10 +152,10 @@ var couponGrants = table{
 		"  KEY idx_user_batch (user_id, batch_id),\n" +
 		"  KEY idx_batch_status (batch_id, status)\n" +
 		") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-	row: func(env *schemas.Envelope) (row, error) {
+	row: func(env *schemas.Envelope) (row, bool, error) {
 		var g schemas.GrantDecided
 		if err := env.DecodePayload(&g); err != nil {
-			return row{}, err
+			return row{}, false, err
 		}
 		return row{
 			key:      g.ResultID,
@@ -126,6 +164,6 @@ var couponGrants = table{
 				g.ResultID, g.ClaimEventID, env.AppID, g.BatchID, g.UserID,
 				g.Status, g.Reason, g.CouponID, g.GrantSeq, sqlTime(g.ClaimedAt), sqlTime(g.DecidedAt),
 			},
-		}, nil
+		}, true, nil
 	},
 }

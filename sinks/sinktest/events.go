@@ -1,13 +1,13 @@
 package sinktest
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/promoflow/promoflow/schemas"
+	"github.com/promoflow/promoflow/sinks"
 )
 
 // Epoch is the instant the events made by [Grants] count back from. It lies
@@ -155,8 +155,11 @@ func hostileGrants(tb testing.TB) []*schemas.Envelope {
 	return out
 }
 
-// ResultTypes lists the lottery and gift-exchange result types every sink
-// stores besides coupon grants.
+// ResultTypes lists the result types every sink stores besides coupon
+// grants, one row per result id (per notification id for
+// notification.requested): the lottery and gift-exchange results, the
+// coupon operations and the coupon expiry reminders. The applied coupon
+// operations also make the coupon states (see [Reader]).
 var ResultTypes = []string{
 	schemas.TypeLotteryActivityCommitted,
 	schemas.TypeLotteryEntryRecorded,
@@ -164,24 +167,21 @@ var ResultTypes = []string{
 	schemas.TypeLotteryPrizeAwarded,
 	schemas.TypeGiftMatchDecided,
 	schemas.TypeGiftMemberRecorded,
+	schemas.TypeCouponStateChanged,
+	schemas.TypeNotificationRequested,
 }
 
 // Result returns an envelope carrying the result p (one of ResultTypes),
-// published by appID and occurring at at. Its event id is p's result_id, as
-// a processor republishing the same result would choose.
+// published by appID and occurring at at. Its event id is p's result_id
+// (notification_id), as a processor republishing the same result would
+// choose.
 func Result(tb testing.TB, appID string, at time.Time, p schemas.Payload) *schemas.Envelope {
 	tb.Helper()
-	var id struct {
-		ResultID string `json:"result_id"`
+	id := resultID(p)
+	if id == "" {
+		tb.Fatalf("building %s event: no result id", p.EventType())
 	}
-	b, err := json.Marshal(p)
-	if err == nil {
-		err = json.Unmarshal(b, &id)
-	}
-	if err != nil || id.ResultID == "" {
-		tb.Fatalf("building %s event: no result id (%v)", p.EventType(), err)
-	}
-	env, err := schemas.New(id.ResultID, appID, at, p)
+	env, err := schemas.New(id, appID, at, p)
 	if err != nil {
 		tb.Fatalf("building %s event: %v", p.EventType(), err)
 	}
@@ -193,7 +193,9 @@ func Result(tb testing.TB, appID string, at time.Time, p schemas.Payload) *schem
 // with prefix (which must start with a letter or digit). They spread over
 // three apps and about a month at millisecond precision, and cover the
 // optional fields: some activities have a draw time, rejected entries and
-// sends carry reasons, instant-win entries rolls and odds.
+// sends carry reasons, instant-win entries rolls and odds. The coupon
+// operations come in pairs on one coupon (see couponOp), so the coupon
+// states depend on which of them a store keeps.
 func Results(tb testing.TB, prefix string, n int) []*schemas.Envelope {
 	tb.Helper()
 	kinds := []string{schemas.KindDraw, schemas.KindInstantWin, schemas.KindGiftExchange}
@@ -255,10 +257,56 @@ func Results(tb testing.TB, prefix string, n int) []*schemas.Envelope {
 				ResultID: id, ActivityID: activity, UserID: user, Name: "Member " + user, Note: "dept. " + fmt.Sprint(i%4),
 				Status: schemas.MemberActive, ImportID: prefix + "-import", UpdatedAt: at,
 			}
+		case schemas.TypeCouponStateChanged:
+			c := couponOp(prefix, i/len(ResultTypes), id)
+			at, p = c.ChangedAt, c
+		case schemas.TypeNotificationRequested:
+			n := schemas.NotificationRequested{
+				NotificationID: id, UserID: user, Template: sinks.ReminderTemplate, SubjectID: fmt.Sprintf("%s-batch-%d", prefix, i%5),
+				CouponID: fmt.Sprintf("%s-c-%d", prefix, i), DueAt: at,
+			}
+			if i%2 == 0 {
+				expires := at.Add(72*time.Hour + 1500*time.Microsecond)
+				n.ExpiresAt = &expires
+			}
+			p = n
 		}
 		out[i] = Result(tb, app, at, p)
 	}
 	return out
+}
+
+// couponOp returns the k-th coupon operation of Results, whose result id is
+// id. The operations come in pairs on one coupon of one user: the grant
+// (seq 1), then a lock (seq 2), a confirm rejected while the coupon was
+// available (carrying seq 1) or its expiry (seq 2). In every fourth pair
+// the second operation comes first.
+func couponOp(prefix string, k int, id string) schemas.StateChanged {
+	pair := k / 2
+	validFrom := Epoch.Add(-time.Duration(pair)*97*time.Minute - time.Duration(pair%1000)*time.Millisecond)
+	c := schemas.StateChanged{
+		ResultID: id, CouponID: fmt.Sprintf("%s-c-%d", prefix, pair), UserID: fmt.Sprintf("%s-holder-%d", prefix, pair),
+		BatchID: fmt.Sprintf("%s-batch-%d", prefix, pair%5), Op: schemas.OpGrant, Status: schemas.OpApplied,
+		State: schemas.CouponAvailable, Seq: 1, SourceEventID: fmt.Sprintf("%s-claim-%d", prefix, pair),
+		ValidFrom: validFrom, ExpiresAt: validFrom.Add(30 * 24 * time.Hour), ChangedAt: validFrom,
+	}
+	if second := k%2 == 1; second == (pair%4 == 3) {
+		return c
+	}
+	order := fmt.Sprintf("%s-order-%d", prefix, pair)
+	at := validFrom.Add(time.Hour + 1234*time.Microsecond)
+	switch pair % 3 {
+	case 0:
+		deadline := at.Add(15 * time.Minute)
+		c.Op, c.State, c.Seq, c.OrderID, c.OrderAmount = schemas.OpLock, schemas.CouponLocked, 2, order, 19_900
+		c.SourceEventID, c.LockDeadline, c.ChangedAt = order+"-lock", &deadline, at
+	case 1:
+		c.Op, c.Status, c.Reason, c.OrderID, c.OrderAmount = schemas.OpConfirm, schemas.OpRejected, schemas.RejectNotLocked, order, 5_000
+		c.SourceEventID, c.ChangedAt = order+"-confirm", at
+	case 2:
+		c.Op, c.State, c.Seq, c.SourceEventID, c.ChangedAt = schemas.OpExpire, schemas.CouponExpired, 2, "", c.ExpiresAt
+	}
+	return c
 }
 
 // hostileResults returns results of every type whose string fields hold
@@ -318,6 +366,21 @@ func hostileResults(tb testing.TB) []*schemas.Envelope {
 		add(i, schemas.MemberRecorded{
 			ResultID: id(schemas.TypeGiftMemberRecorded, i), ActivityID: s(64), UserID: s(128), Name: s(200),
 			Note: s(500), Status: schemas.MemberRemoved, ImportID: s(64), UpdatedAt: hostileAt,
+		})
+		// Every other operation is rejected, leaving no coupon state.
+		op := schemas.StateChanged{
+			ResultID: id(schemas.TypeCouponStateChanged, i), CouponID: s(32), UserID: s(128), BatchID: s(64),
+			Op: schemas.OpLock, Status: schemas.OpApplied, State: schemas.CouponLocked, Seq: 1<<63 - 1, OrderID: s(64),
+			OrderAmount: 1<<63 - 1, SourceEventID: s(128), ValidFrom: hostileAt, ExpiresAt: drawAt, LockDeadline: a.DrawAt,
+			ChangedAt: hostileAt,
+		}
+		if i%2 == 1 {
+			op.Status, op.Reason = schemas.OpRejected, schemas.RejectLockedByOtherOrder
+		}
+		add(i, op)
+		add(i, schemas.NotificationRequested{
+			NotificationID: id(schemas.TypeNotificationRequested, i), UserID: s(128), Template: sinks.ReminderTemplate,
+			SubjectID: s(64), CouponID: s(32), ExpiresAt: a.DrawAt, DueAt: hostileAt,
 		})
 	}
 	return out

@@ -2,6 +2,7 @@ package sinktest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -12,10 +13,10 @@ import (
 	"github.com/promoflow/promoflow/schemas"
 )
 
-// ResultRow is one stored lottery or gift-exchange result as a [Reader]
-// sees it: its id, the app that published it, and the result, a value of
-// its payload type (schemas.EntryRecorded, …) with times in UTC at
-// millisecond precision.
+// ResultRow is one stored result of one of [ResultTypes] as a [Reader]
+// sees it: its id (a notification's notification_id), the app that
+// published it, and the result, a value of its payload type
+// (schemas.EntryRecorded, …) with times in UTC at millisecond precision.
 type ResultRow struct {
 	ResultID string
 	AppID    string
@@ -31,6 +32,21 @@ var decoders = map[string]func([]byte) (schemas.Payload, error){
 	schemas.TypeLotteryPrizeAwarded:      decodeStrict[schemas.PrizeAwarded],
 	schemas.TypeGiftMatchDecided:         decodeStrict[schemas.MatchDecided],
 	schemas.TypeGiftMemberRecorded:       decodeStrict[schemas.MemberRecorded],
+	schemas.TypeCouponStateChanged:       decodeStrict[schemas.StateChanged],
+	schemas.TypeNotificationRequested:    decodeStrict[schemas.NotificationRequested],
+}
+
+// resultID returns the id the result p is stored under: its result_id, or
+// a notification's notification_id.
+func resultID(p schemas.Payload) string {
+	var id struct {
+		ResultID       string `json:"result_id"`
+		NotificationID string `json:"notification_id"`
+	}
+	if b, err := json.Marshal(p); err == nil {
+		_ = json.Unmarshal(b, &id)
+	}
+	return cmp.Or(id.ResultID, id.NotificationID)
 }
 
 func decodeStrict[T schemas.Payload](b []byte) (schemas.Payload, error) {
@@ -51,16 +67,20 @@ var columnFields = map[string]string{"draw_rank": "rank", "draw_trigger": "trigg
 // as one row whose columns are cols, by name, for Readers that select every
 // column of a result table. The columns are named after the result's JSON
 // fields, except draw_rank and draw_trigger (rank and trigger), plus app_id;
-// created_at is ignored. A time may be stored as x with its milliseconds
-// in x_ms (which wins), and an optional one flagged by has_x (0: absent) or
-// left NULL. Strings may come as []byte. Any other column is an error, so
-// the table and the result type cannot drift apart unnoticed.
+// created_at is ignored, and due_day must be due_at's date in UTC. A time
+// may be stored as x with its milliseconds in x_ms (which wins), and an
+// optional one flagged by has_x (0: absent) or left NULL. Strings may come
+// as []byte. Any other column is an error, so the table and the result type
+// cannot drift apart unnoticed.
 func ColumnsRow(eventType string, cols map[string]any) (ResultRow, error) {
 	decode, ok := decoders[eventType]
 	if !ok {
 		return ResultRow{}, fmt.Errorf("%s is not a result type", eventType)
 	}
-	var row ResultRow
+	var (
+		row    ResultRow
+		dueDay any
+	)
 	fields := map[string]any{}
 	for name, v := range cols {
 		if b, ok := v.([]byte); ok {
@@ -72,6 +92,8 @@ func ColumnsRow(eventType string, cols map[string]any) (ResultRow, error) {
 			if !ok {
 				return ResultRow{}, fmt.Errorf("app_id is %T, want a string", v)
 			}
+		case name == "due_day":
+			dueDay = v
 		case name == "created_at", strings.HasSuffix(name, "_ms"), strings.HasPrefix(name, "has_"):
 		case v != nil:
 			if f, ok := columnFields[name]; ok {
@@ -96,6 +118,13 @@ func ColumnsRow(eventType string, cols map[string]any) (ResultRow, error) {
 	for _, name := range absent {
 		delete(fields, name)
 	}
+	if dueDay != nil {
+		day, ok := dueDay.(time.Time)
+		dueAt, _ := fields["due_at"].(time.Time)
+		if !ok || day.Format(time.DateOnly) != dueAt.UTC().Format(time.DateOnly) {
+			return ResultRow{}, fmt.Errorf("due_day %v is not the date of due_at %v", dueDay, fields["due_at"])
+		}
+	}
 	b, err := json.Marshal(fields)
 	if err != nil {
 		return ResultRow{}, err
@@ -103,7 +132,7 @@ func ColumnsRow(eventType string, cols map[string]any) (ResultRow, error) {
 	if row.Result, err = decode(b); err != nil {
 		return ResultRow{}, fmt.Errorf("decoding %s columns: %w", eventType, err)
 	}
-	row.ResultID, _ = fields["result_id"].(string)
+	row.ResultID = resultID(row.Result)
 	return row, nil
 }
 
@@ -120,7 +149,7 @@ func decodeResult(tb testing.TB, env *schemas.Envelope) ResultRow {
 		tb.Fatalf("decoding generated %s: %v", env.Type, err)
 	}
 	p = stored(p)
-	return ResultRow{ResultID: reflect.ValueOf(p).FieldByName("ResultID").String(), AppID: env.AppID, Result: p}
+	return ResultRow{ResultID: resultID(p), AppID: env.AppID, Result: p}
 }
 
 // stored returns a copy of the result p as a store keeps it: every time in

@@ -40,6 +40,17 @@ type Reader interface {
 	// store sees, like GrantRows. [ColumnsRow] makes a ResultRow of a row's
 	// columns.
 	ResultRows(ctx context.Context, eventType string) (rows map[string]ResultRow, total int, err error)
+	// CouponStates returns the stored coupon states by coupon id, and the
+	// number of rows a reader of the store sees, like GrantRows.
+	CouponStates(ctx context.Context) (rows map[string]CouponState, total int, err error)
+}
+
+// CouponState is one stored coupon state as a [Reader] sees it: the state
+// and the app that published the operation that made it. Times are in UTC
+// at millisecond precision.
+type CouponState struct {
+	AppID string
+	sinks.CouponRow
 }
 
 // ShardReader is implemented by the Reader of a sharded sink, so the suite
@@ -64,10 +75,7 @@ const caseTimeout = 60 * time.Second
 // store, and a Reader of that store; it arranges with t.Cleanup for the
 // store to be removed. The sink is closed by the suite.
 func Run(t *testing.T, newSink func(t *testing.T) (Sink, Reader)) {
-	cases := []struct {
-		name string
-		run  func(t *testing.T, ctx context.Context, s Sink, r Reader)
-	}{
+	runCases(t, newSink, []suiteCase[Sink]{
 		{"RoundTrip", testRoundTrip},
 		{"HostileValues", testHostileValues},
 		{"ReplayedBatch", testReplayedBatch},
@@ -79,7 +87,18 @@ func Run(t *testing.T, newSink func(t *testing.T) (Sink, Reader)) {
 		{"UnsupportedType", testUnsupportedType},
 		{"CancelledContext", testCancelledContext},
 		{"Close", testClose},
-	}
+	})
+}
+
+// suiteCase is one case of a suite over sinks of type S.
+type suiteCase[S Sink] struct {
+	name string
+	run  func(t *testing.T, ctx context.Context, s S, r Reader)
+}
+
+// runCases runs each case as a subtest, on a new sink over an empty store,
+// closed when the case ends.
+func runCases[S Sink](t *testing.T, newSink func(t *testing.T) (S, Reader), cases []suiteCase[S]) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), caseTimeout)
@@ -114,7 +133,8 @@ func mixed(tb testing.TB, prefix string, n int) []*schemas.Envelope {
 }
 
 // expectRows checks that the store holds exactly one row for each of
-// events, grants and results, with the values they carry.
+// events, grants and results, with the values they carry, and one coupon
+// state for each coupon with an applied operation among events.
 func expectRows(t *testing.T, ctx context.Context, r Reader, events []*schemas.Envelope) {
 	t.Helper()
 	grants := map[string]GrantRow{}
@@ -143,6 +163,11 @@ func expectRows(t *testing.T, ctx context.Context, r Reader, events []*schemas.E
 		}
 		diffs = append(diffs, compareRows(t, typ, results[typ], got, total, diffResult)...)
 	}
+	gotStates, total, err := r.CouponStates(ctx)
+	if err != nil {
+		t.Fatalf("reading coupon states: %v", err)
+	}
+	diffs = append(diffs, compareRows(t, "coupon state", couponStates(t, events), gotStates, total, diffState)...)
 	sort.Strings(diffs)
 	for i, d := range diffs {
 		if i == 10 {
