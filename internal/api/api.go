@@ -76,7 +76,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), cache: newUserCache(cfg.CacheTTL, cfg.CacheSize)}
 	s.mux.HandleFunc("POST /v1/users/{user}/coupons/usable", s.usable)
 	s.mux.HandleFunc("GET /v1/users/{user}/coupons", s.coupons)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	return s, nil
 }
@@ -234,7 +236,7 @@ func (s *Server) usable(w http.ResponseWriter, r *http.Request) {
 
 // CouponsResponse answers GET /v1/users/{user}/coupons.
 type CouponsResponse struct {
-	UserID  string             `json:"user_id"`
+	UserID  string            `json:"user_id"`
 	Coupons []sinks.CouponRow `json:"coupons"`
 }
 

@@ -111,15 +111,15 @@ func TestUsableRejectsBadRequests(t *testing.T) {
 	s, f := testServer(t, -1)
 	big := `{"items":[` + strings.Repeat(`{"amount":1},`, 201) + `{"amount":1}]}`
 	cases := map[string]struct{ path, body, want string }{
-		"bad user":         {"/v1/users/%27%3Bdrop/coupons/usable", `{"items":[{"amount":1}]}`, "user id"},
-		"not json":         {"/v1/users/u1/coupons/usable", `{"items":`, "decoding the cart"},
-		"unknown field":    {"/v1/users/u1/coupons/usable", `{"items":[{"amount":1}],"x":1}`, "unknown field"},
-		"empty cart":       {"/v1/users/u1/coupons/usable", `{"items":[]}`, "1 to 200 items"},
-		"too many items":   {"/v1/users/u1/coupons/usable", big, "1 to 200 items"},
-		"negative amount":  {"/v1/users/u1/coupons/usable", `{"items":[{"amount":-1}]}`, "outside"},
-		"two values":       {"/v1/users/u1/coupons/usable", `{"items":[{"amount":1}]}{}`, "more than one"},
-		"oversized":        {"/v1/users/u1/coupons/usable", `{"items":[{"sku":"` + strings.Repeat("x", MaxBodyBytes) + `"}]}`, "larger than"},
-		"long category":    {"/v1/users/u1/coupons/usable", `{"items":[{"category":"` + strings.Repeat("x", 65) + `","amount":1}]}`, "longer than 64"},
+		"bad user":        {"/v1/users/%27%3Bdrop/coupons/usable", `{"items":[{"amount":1}]}`, "user id"},
+		"not json":        {"/v1/users/u1/coupons/usable", `{"items":`, "decoding the cart"},
+		"unknown field":   {"/v1/users/u1/coupons/usable", `{"items":[{"amount":1}],"x":1}`, "unknown field"},
+		"empty cart":      {"/v1/users/u1/coupons/usable", `{"items":[]}`, "1 to 200 items"},
+		"too many items":  {"/v1/users/u1/coupons/usable", big, "1 to 200 items"},
+		"negative amount": {"/v1/users/u1/coupons/usable", `{"items":[{"amount":-1}]}`, "outside"},
+		"two values":      {"/v1/users/u1/coupons/usable", `{"items":[{"amount":1}]}{}`, "more than one"},
+		"oversized":       {"/v1/users/u1/coupons/usable", `{"items":[{"sku":"` + strings.Repeat("x", MaxBodyBytes) + `"}]}`, "larger than"},
+		"long category":   {"/v1/users/u1/coupons/usable", `{"items":[{"category":"` + strings.Repeat("x", 65) + `","amount":1}]}`, "longer than 64"},
 	}
 	for name, c := range cases {
 		rec, _ := post(t, s, c.path, c.body)
