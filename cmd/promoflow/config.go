@@ -70,6 +70,26 @@ type CouponConfig struct {
 	// DecisionTTL is how long decisions are remembered for deduplication;
 	// keep it above the claims topic's retention. Default 192h (8 days).
 	DecisionTTL time.Duration `yaml:"decision_ttl"`
+	// LockTimeout is how long an order's lock on a coupon holds before the
+	// timer releases it, unless confirmed or cancelled. Default 15m.
+	LockTimeout time.Duration `yaml:"lock_timeout"`
+	// RateLimit limits self-claims (not issues). Default off.
+	RateLimit CouponRateLimits `yaml:"rate_limit"`
+}
+
+// CouponRateLimits are the token buckets of self-claims.
+type CouponRateLimits struct {
+	// PerUser limits each user's claims.
+	PerUser RateLimitConfig `yaml:"per_user"`
+	// PerApp limits each app's claims (all its users together).
+	PerApp RateLimitConfig `yaml:"per_app"`
+}
+
+// RateLimitConfig is a token bucket: Rate claims per second on average,
+// Burst at once. Rate 0 turns it off (the default).
+type RateLimitConfig struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int64   `yaml:"burst"`
 }
 
 // LotteryConfig tunes the lottery processor.
@@ -204,6 +224,9 @@ func (c *Config) defaults() {
 	if c.Coupon.DecisionTTL == 0 {
 		c.Coupon.DecisionTTL = 8 * 24 * time.Hour
 	}
+	if c.Coupon.LockTimeout == 0 {
+		c.Coupon.LockTimeout = 15 * time.Minute
+	}
 	if c.Lottery.DecisionTTL == 0 {
 		c.Lottery.DecisionTTL = 8 * 24 * time.Hour
 	}
@@ -232,6 +255,24 @@ func (c *Config) Validate() error {
 	}
 	if c.Coupon.DecisionTTL < time.Hour {
 		errs = append(errs, fmt.Errorf("coupon.decision_ttl %s: must be at least 1h (and above the claims retention)", c.Coupon.DecisionTTL))
+	}
+	if c.Coupon.LockTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("coupon.lock_timeout %s: must be at least 1s", c.Coupon.LockTimeout))
+	}
+	for _, l := range []struct {
+		name string
+		RateLimitConfig
+	}{{"per_user", c.Coupon.RateLimit.PerUser}, {"per_app", c.Coupon.RateLimit.PerApp}} {
+		switch {
+		case l.Rate < 0 || l.Burst < 0:
+			errs = append(errs, fmt.Errorf("coupon.rate_limit.%s: negative rate or burst", l.name))
+		case l.Rate > 0 && l.Rate < 0.001:
+			errs = append(errs, fmt.Errorf("coupon.rate_limit.%s.rate %g: at least 0.001 per second (or 0: off)", l.name, l.Rate))
+		case l.Rate > 0 && l.Burst < 1:
+			errs = append(errs, fmt.Errorf("coupon.rate_limit.%s.burst %d: at least 1 when rate is set", l.name, l.Burst))
+		case l.Burst > 1_000_000:
+			errs = append(errs, fmt.Errorf("coupon.rate_limit.%s.burst %d: at most 1000000", l.name, l.Burst))
+		}
 	}
 	if c.Lottery.DecisionTTL < time.Hour {
 		errs = append(errs, fmt.Errorf("lottery.decision_ttl %s: must be at least 1h (and above the requests retention)", c.Lottery.DecisionTTL))

@@ -134,7 +134,7 @@ func newDLQFixture(t *testing.T) *dlqFixture {
 	// A real runner dead-letters the four bad records.
 	claimV1 := schemas.TypeVersion{Type: schemas.TypeCouponClaimRequested, Version: 1}.String()
 	r, err := stream.New(stream.Config{Brokers: brokers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, stream.Stage{
-		Name: "coupon", Group: testenv.Name("dlq-test"), Reads: []string{dlqTestClaims}, Handles: []string{claimV1},
+		Name: "coupon", Group: testenv.Name("dlq-test"), Reads: []string{dlqTestClaims}, Handles: []string{claimV1, schemas.TypeVersion{Type: schemas.TypeCouponIssueRequested, Version: 1}.String()},
 		Handler: stream.HandlerFunc(func(context.Context, *stream.Batch) (stream.Result, error) { return stream.Result{}, nil }),
 	})
 	if err != nil {

@@ -90,24 +90,28 @@ func typesV1(types ...string) []string {
 // resultTypes are the results every sink stores; inputTypes the raw events
 // ClickHouse archives as well.
 var (
-	resultTypes = typesV1(schemas.TypeCouponGrantDecided,
+	resultTypes = typesV1(schemas.TypeCouponGrantDecided, schemas.TypeCouponStateChanged, schemas.TypeNotificationRequested,
 		schemas.TypeLotteryActivityCommitted, schemas.TypeLotteryEntryRecorded, schemas.TypeLotteryDrawCompleted,
 		schemas.TypeLotteryPrizeAwarded, schemas.TypeGiftMatchDecided, schemas.TypeGiftMemberRecorded)
 	inputTypes = typesV1(schemas.TypeCouponClaimRequested, schemas.TypeCouponIssueRequested,
+		schemas.TypeCouponLockRequested, schemas.TypeCouponConfirmRequested, schemas.TypeCouponCancelRequested,
 		schemas.TypeLotteryParticipationRequested, schemas.TypeLotteryDrawRequested,
 		schemas.TypeGiftMemberUpdated, schemas.TypeGiftSendRequested)
 )
+
+// resultTopics are the topics of results every sink stores.
+var resultTopics = []string{coupon.TopicGrants, coupon.TopicStates, coupon.TopicNotifications, lottery.TopicResults}
 
 // sinkStages declares the sink stages: MySQL keeps results (the system of
 // record); ClickHouse keeps the raw requests and the results (reporting).
 func sinkStages(my, ch stream.BatchWriter) []stream.Stage {
 	sinkFetch := []kgo.Opt{kgo.FetchMinBytes(256 << 10), kgo.FetchMaxWait(200 * time.Millisecond)}
 	m := stream.SinkStage(stageMySQL, "promoflow-sink-mysql",
-		[]string{coupon.TopicGrants, lottery.TopicResults}, resultTypes, my)
+		resultTopics, resultTypes, my)
 	m.ClientOpts = sinkFetch
 	m.MaxPollRecords = 20_000
 	c := stream.SinkStage(stageClickHouse, "promoflow-sink-clickhouse",
-		[]string{coupon.TopicClaims, coupon.TopicGrants, lottery.TopicRequests, lottery.TopicResults},
+		append([]string{coupon.TopicClaims, coupon.TopicOrders, lottery.TopicRequests}, resultTopics...),
 		append(append([]string(nil), inputTypes...), resultTypes...), ch)
 	c.ClientOpts = sinkFetch
 	c.MaxPollRecords = 20_000
@@ -165,6 +169,11 @@ func (c *Config) streamConfig(log *slog.Logger) stream.Config {
 	}
 }
 
+// limit converts a configured bucket (Rate 0 = off).
+func (l RateLimitConfig) limit() coupon.RateLimit {
+	return coupon.RateLimit{Rate: l.Rate, Burst: l.Burst}
+}
+
 // buildPipeline connects the chosen stages. Nothing runs until Run.
 func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) (_ *pipeline, err error) {
 	log := pt.log
@@ -196,7 +205,12 @@ func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) 
 		p.views = append(p.views, view)
 		sc := scfg
 		sc.Fencer = &stream.RedisFencer{Client: rdb, Prefix: cfg.Redis.KeyPrefix}
-		r, err := stream.New(sc, coupon.New(store, p.batches).Stage())
+		r, err := stream.New(sc, coupon.New(store, p.batches,
+			coupon.WithLockTimeout(cfg.Coupon.LockTimeout),
+			coupon.WithRateLimits(cfg.Coupon.RateLimit.PerUser.limit(), cfg.Coupon.RateLimit.PerApp.limit()),
+			// Prizes won in the lottery are not self-claims.
+			coupon.WithRateLimitExempt(lottery.AppID),
+		).Stage())
 		if err != nil {
 			return nil, err
 		}

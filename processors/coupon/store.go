@@ -20,6 +20,9 @@ var claimLua string
 
 var claimScript = redis.NewScript(claimLua)
 
+// scripts lists every script the store runs, for Load.
+var scripts = []*redis.Script{claimScript, stateScript, limitScript, unscheduleScript}
+
 // ClaimInput is one claim handed to the atomic step.
 type ClaimInput struct {
 	AppID, EventID, BatchID, UserID string
@@ -40,7 +43,9 @@ type Outcome struct {
 	Replayed bool
 }
 
-// Store runs claim.lua against Redis.
+// Store holds the coupon processor's state in Redis: batch stock and
+// claim decisions (claim.lua), users' coupons and their operations
+// (state.lua), timer schedules, and rate-limit buckets (ratelimit.lua).
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -67,12 +72,27 @@ func NewStore(rdb redis.UniversalClient, opts ...StoreOption) *Store {
 	return s
 }
 
-// Load makes sure the script is cached in Redis (EVALSHA needs it).
+// Load makes sure every script is cached in Redis (EVALSHA needs them).
 func (s *Store) Load(ctx context.Context) error {
-	if err := claimScript.Load(ctx, s.rdb).Err(); err != nil {
-		return fmt.Errorf("loading claim script: %w", err)
+	for _, sc := range scripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("loading coupon scripts: %w", err)
+		}
 	}
 	return nil
+}
+
+// retryNoScript runs f, and once more after loading the scripts if Redis
+// lost its script cache (a restart). f must be idempotent.
+func (s *Store) retryNoScript(ctx context.Context, f func() error) error {
+	err := f()
+	if isNoScript(err) {
+		if lerr := s.Load(ctx); lerr != nil {
+			return errors.Join(err, lerr)
+		}
+		err = f()
+	}
+	return err
 }
 
 func (s *Store) batchKey(batch string) string { return s.prefix + ":cpn:{" + batch + "}" }
