@@ -3,17 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	chgo "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/promoflow/promoflow/internal/api"
 	"github.com/promoflow/promoflow/internal/testenv"
 	"github.com/promoflow/promoflow/processors/coupon"
 	"github.com/promoflow/promoflow/producers"
@@ -28,9 +33,10 @@ type couponEnv struct {
 	cfg    *Config
 	stop   func()
 	prefix string
+	stages []string
 }
 
-func startCouponEnv(t *testing.T) *couponEnv {
+func startCouponEnv(t *testing.T, stages ...string) *couponEnv {
 	t.Helper()
 	brokers, _ := testenv.KafkaWithTopics(t)
 	name := testenv.Name("ci")
@@ -50,7 +56,17 @@ func startCouponEnv(t *testing.T) *couponEnv {
 		rdb.Close()
 		dropDemoDatabases(context.Background(), testenv.MySQLDSN(), name)
 	})
-	ce := &couponEnv{t: t, cfg: cfg, prefix: name}
+	if len(stages) == 0 {
+		stages = []string{stageCoupon, stageMySQL}
+	}
+	cfg.ClickHouse.Addr, cfg.ClickHouse.Database = testenv.ClickHouseAddr(), name
+	t.Cleanup(func() {
+		if conn, err := chgo.Open(&chgo.Options{Addr: []string{testenv.ClickHouseAddr()}}); err == nil {
+			conn.Exec(context.Background(), "DROP DATABASE IF EXISTS `"+name+"`")
+			conn.Close()
+		}
+	})
+	ce := &couponEnv{t: t, cfg: cfg, prefix: name, stages: stages}
 	ce.restart()
 	t.Cleanup(func() { ce.stop() })
 	return ce
@@ -62,7 +78,7 @@ func (e *couponEnv) restart() {
 		e.stop()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := buildPipeline(testenv.Context(e.t, time.Minute), e.cfg, []string{stageCoupon, stageMySQL}, parts{log: quietLogger(os.Stderr, 8)})
+	p, err := buildPipeline(testenv.Context(e.t, time.Minute), e.cfg, e.stages, parts{log: quietLogger(os.Stderr, 8)})
 	if err != nil {
 		cancel()
 		e.t.Fatal(err)
@@ -227,4 +243,144 @@ func kadmEnds(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int6
 	out := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out, nil
+}
+
+// TestIntegrationOrderTimeValidationAndTCC follows two coupons of one
+// exclusion group from their claims through the order-time validation API
+// and an order's lock, cancel, lock and confirm, to the analysts' view.
+func TestIntegrationOrderTimeValidationAndTCC(t *testing.T) {
+	e := startCouponEnv(t, stageCoupon, stageMySQL, stageClickHouse)
+	ctx := testenv.Context(t, 3*time.Minute)
+	now := time.Now().UTC()
+	pr, err := producers.New(producers.Config{Brokers: e.cfg.Kafka.Brokers, AppID: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defs := []schemas.BatchDefinedV2{
+		{BatchID: "PCT10", Name: "10% off phones", Revision: 1, TotalStock: 100, PerUserLimit: 1, ValidFrom: now.Add(-time.Hour), ValidUntil: now.Add(time.Hour),
+			Status: schemas.BatchActive, Categories: []string{"phone"}, Threshold: 50000, DiscountType: schemas.DiscountPercent, Percent: 10, Cap: 8000, ExclusionGroup: "d11"},
+		{BatchID: "FIX50", Name: "50 off", Revision: 1, TotalStock: 100, PerUserLimit: 1, ValidFrom: now.Add(-time.Hour), ValidUntil: now.Add(time.Hour),
+			Status: schemas.BatchActive, DiscountType: schemas.DiscountFixed, Amount: 5000, ExclusionGroup: "d11"},
+	}
+	for _, d := range defs {
+		if err := pr.Publish(ctx, "def-"+d.BatchID, now, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // the definitions reach the processor's cache
+	for _, d := range defs {
+		if err := pr.ClaimCoupon(ctx, "claim-"+d.BatchID, "u1", d.BatchID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, err := mysql.New(ctx, e.cfg.MySQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	waitFor(t, "the coupons in MySQL", func() bool {
+		rows, err := store.UserCoupons(ctx, "u1", schemas.CouponAvailable)
+		return err == nil && len(rows) == 2
+	})
+	batches := coupon.NewBatches()
+	for _, d := range defs {
+		batches.Put((*schemas.BatchDefined)(&d))
+	}
+	srv, err := api.New(api.Config{Coupons: store, Batches: batches, CacheTTL: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	usable := func() api.UsableResponse {
+		t.Helper()
+		resp, err := http.Post(ts.URL+"/v1/users/u1/coupons/usable", "application/json",
+			strings.NewReader(`{"items":[{"sku":"x1","category":"phone","brand":"acme","amount":129900}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r api.UsableResponse
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %v", resp.StatusCode, err)
+		}
+		return r
+	}
+	// 10% of 1299.00 is 129.90, capped at 80.00, beats 50.00 off.
+	r := usable()
+	if len(r.Usable) != 1 || r.Usable[0].BatchID != "PCT10" || r.Usable[0].Discount != 8000 ||
+		len(r.Unusable) != 1 || r.Unusable[0].Reason != "excluded" || r.Unusable[0].ExcludedBy != r.Usable[0].CouponID {
+		t.Fatalf("before the order: %+v", r)
+	}
+	pct, fix := r.Usable[0].CouponID, r.Unusable[0].CouponID
+
+	order := func(id string, p schemas.Payload) {
+		t.Helper()
+		if err := pr.Publish(ctx, id, time.Now(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func(couponID, want string) {
+		t.Helper()
+		waitFor(t, couponID+" "+want, func() bool {
+			rows, err := store.UserCoupons(ctx, "u1", want)
+			if err != nil {
+				return false
+			}
+			for _, row := range rows {
+				if row.CouponID == couponID {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	// Order 1 locks the best coupon: it is no longer usable elsewhere, and
+	// the other coupon of the group becomes the best.
+	order("o1-lock", schemas.LockRequested{OrderID: "o1", UserID: "u1", CouponID: pct, OrderAmount: 129900})
+	state(pct, schemas.CouponLocked)
+	r = usable()
+	if len(r.Usable) != 1 || r.Usable[0].CouponID != fix {
+		t.Fatalf("with %s locked: %+v", pct, r)
+	}
+	// Another order cannot take it; order 1 cancels; order 2 locks and confirms.
+	order("o9-lock", schemas.LockRequested{OrderID: "o9", UserID: "u1", CouponID: pct})
+	order("o1-cancel", schemas.CancelRequested{OrderID: "o1", UserID: "u1", CouponID: pct})
+	state(pct, schemas.CouponAvailable)
+	order("o2-lock", schemas.LockRequested{OrderID: "o2", UserID: "u1", CouponID: pct})
+	order("o2-confirm", schemas.ConfirmRequested{OrderID: "o2", UserID: "u1", CouponID: pct, OrderAmount: 121900})
+	order("o1-confirm", schemas.ConfirmRequested{OrderID: "o1", UserID: "u1", CouponID: pct})
+	state(pct, schemas.CouponUsed)
+	r = usable()
+	if len(r.Usable) != 1 || r.Usable[0].CouponID != fix {
+		t.Fatalf("with %s used: %+v", pct, r)
+	}
+	var ops []schemas.StateChanged
+	waitFor(t, "the operation record", func() bool {
+		ops, err = store.CouponOps(ctx, "u1", pct)
+		return err == nil && len(ops) == 7
+	})
+	var got []string
+	for _, o := range ops {
+		got = append(got, o.Op+"/"+o.Status+"/"+o.Reason+"/"+o.OrderID)
+	}
+	want := []string{"grant/applied//", "lock/applied//o1", "lock/rejected/locked_by_other_order/o9", "cancel/applied//o1",
+		"lock/applied//o2", "confirm/applied//o2", "confirm/rejected/already_used/o1"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("operation record:\n got %v\nwant %v", got, want)
+	}
+
+	// ClickHouse: one redemption of PCT10, conversion 1.
+	conn, err := chgo.Open(&chgo.Options{Addr: []string{testenv.ClickHouseAddr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitFor(t, "coupon_batch_stats", func() bool {
+		var grants, redemptions uint64
+		var conversion float64
+		err := conn.QueryRow(ctx, "SELECT grants, redemptions, conversion FROM `"+e.cfg.ClickHouse.Database+"`.coupon_batch_stats WHERE batch_id = 'PCT10'").Scan(&grants, &redemptions, &conversion)
+		return err == nil && grants == 1 && redemptions == 1 && conversion == 1
+	})
 }
