@@ -29,14 +29,14 @@ import (
 // couponEnv runs the coupon stage and the MySQL sink against kfake and the
 // real Redis and MariaDB; restart replaces the processor.
 type couponEnv struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    *Config
 	stop   func()
 	prefix string
 	stages []string
 }
 
-func startCouponEnv(t *testing.T, stages ...string) *couponEnv {
+func startCouponEnv(t testing.TB, stages ...string) *couponEnv {
 	t.Helper()
 	brokers, _ := testenv.KafkaWithTopics(t)
 	name := testenv.Name("ci")
