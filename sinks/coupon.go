@@ -75,11 +75,18 @@ func SortCoupons(coupons []CouponRow) {
 	slices.SortFunc(coupons, func(a, b CouponRow) int { return strings.Compare(a.CouponID, b.CouponID) })
 }
 
-// SortOps sorts operations by seq, then changed_at, then result id: a
-// rejected operation carries the seq of the state it was refused in, so it
-// follows the operation that made that state.
+// SortOps sorts operations by seq, the applied operation of a seq before
+// the rejected ones, then changed_at, then result id: a rejected operation
+// carries the seq of the state it was refused in, so it follows the
+// operation that made that state even when both have the same time.
 func SortOps(ops []schemas.StateChanged) {
+	applied := func(o schemas.StateChanged) int {
+		if o.Status == schemas.OpApplied {
+			return 0
+		}
+		return 1
+	}
 	slices.SortFunc(ops, func(a, b schemas.StateChanged) int {
-		return cmp.Or(cmp.Compare(a.Seq, b.Seq), a.ChangedAt.Compare(b.ChangedAt), strings.Compare(a.ResultID, b.ResultID))
+		return cmp.Or(cmp.Compare(a.Seq, b.Seq), cmp.Compare(applied(a), applied(b)), a.ChangedAt.Compare(b.ChangedAt), strings.Compare(a.ResultID, b.ResultID))
 	})
 }
