@@ -78,7 +78,7 @@ func init() {
 					if err != nil {
 						return err
 					}
-					p, err := producers.New(producers.Config{Brokers: cfg.Kafka.Brokers, AppID: *app})
+					p, err := producers.New(producers.Config{Brokers: cfg.Kafka.Brokers, AppID: *app}, producers.WithClientOpts(cfg.kafkaOpts()...))
 					if err != nil {
 						return err
 					}
@@ -172,7 +172,7 @@ func runIssue(ctx context.Context, cfg *Config, app, batch, usersPath, format, i
 	for i, m := range members {
 		users[i] = m.UserID
 	}
-	p, err := producers.New(producers.Config{Brokers: cfg.Kafka.Brokers, AppID: app})
+	p, err := producers.New(producers.Config{Brokers: cfg.Kafka.Brokers, AppID: app}, producers.WithClientOpts(cfg.kafkaOpts()...))
 	if err != nil {
 		return err
 	}

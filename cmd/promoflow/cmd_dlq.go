@@ -112,6 +112,7 @@ Examples:
 				if args[0] == "list" {
 					_, err := listDLQ(ctx, cfg.Kafka.Brokers, dlqListOptions{
 						Topic: cfg.Runtime.DLQTopic, Filter: filter, Limit: *limit, JSON: *asJSON,
+						ClientOpts: cfg.kafkaOpts(),
 					}, os.Stdout)
 					return err
 				}
@@ -121,6 +122,7 @@ Examples:
 				}
 				rep, err := replayDLQ(ctx, cfg.Kafka.Brokers, dlqReplayOptions{
 					Topic: cfg.Runtime.DLQTopic, Filter: filter, All: *all, To: *to, DryRun: *dryRun, Topology: topo,
+					ClientOpts: cfg.kafkaOpts(),
 				}, os.Stdout)
 				if err != nil {
 					return err

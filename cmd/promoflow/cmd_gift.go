@@ -264,7 +264,8 @@ func giftImport(ctx context.Context, a *giftArgs) error {
 	if !a.quiet {
 		progress, endProgress = newImportProgress(giftStderr)
 	}
-	err = producers.ImportMembers(ctx, producers.Config{Brokers: cfg.Kafka.Brokers, AppID: a.app}, a.activity, importID, members, progress)
+	err = producers.ImportMembers(ctx, producers.Config{Brokers: cfg.Kafka.Brokers, AppID: a.app}, a.activity, importID, members, progress,
+		producers.WithClientOpts(cfg.kafkaOpts()...))
 	endProgress()
 	if err != nil {
 		return err
@@ -483,7 +484,7 @@ func giftSend(ctx context.Context, a *giftArgs) error {
 }
 
 func giftPublish(ctx context.Context, cfg *Config, app, kind string, publish func(*producers.Producer, string) error) error {
-	p, err := producers.New(producers.Config{Brokers: cfg.Kafka.Brokers, AppID: app})
+	p, err := producers.New(producers.Config{Brokers: cfg.Kafka.Brokers, AppID: app}, producers.WithClientOpts(cfg.kafkaOpts()...))
 	if err != nil {
 		return err
 	}

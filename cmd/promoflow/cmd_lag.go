@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -54,8 +55,7 @@ Groups are sorted by name, members by member id.`,
 				if err != nil {
 					return err
 				}
-				seeds := cfg.Kafka.Brokers
-				cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+				cl, err := kgo.NewClient(cfg.kafkaOpts()...)
 				if err != nil {
 					return err
 				}
@@ -90,8 +90,7 @@ lag. An unknown group is reported as such and is not an error.`,
 				if err != nil {
 					return err
 				}
-				seeds := cfg.Kafka.Brokers
-				return reportLag(ctx, seeds, groups, os.Stdout)
+				return reportLag(ctx, cfg.Kafka.Brokers, groups, os.Stdout, cfg.kafkaOpts()...)
 			}
 		},
 	})
@@ -178,9 +177,11 @@ type partKey struct {
 }
 
 // reportLag prints, per group and partition, the committed and end offsets,
-// the lag in records and in time, and the owning member.
-func reportLag(ctx context.Context, brokers []string, groups []string, w io.Writer) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// the lag in records and in time, and the owning member. opts are extra
+// client options (TLS, SASL).
+func reportLag(ctx context.Context, brokers []string, groups []string, w io.Writer, opts ...kgo.Opt) error {
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)
+	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return err
 	}
@@ -227,13 +228,13 @@ func reportLag(ctx context.Context, brokers []string, groups []string, w io.Writ
 			fmt.Fprintf(w, "group %s: cannot compute lag: %v\n", name, l.Error())
 			continue
 		}
-		printGroupLag(ctx, brokers, w, l)
+		printGroupLag(ctx, kopts, w, l)
 	}
 	return nil
 }
 
 // printGroupLag prints one group's table and total line.
-func printGroupLag(ctx context.Context, brokers []string, w io.Writer, l kadm.DescribedGroupLag) {
+func printGroupLag(ctx context.Context, kopts []kgo.Opt, w io.Writer, l kadm.DescribedGroupLag) {
 	rows := l.Lag.Sorted()
 	// The oldest unprocessed record of each lagging partition is the first
 	// one at or after the committed offset (or the start, if none).
@@ -243,7 +244,7 @@ func printGroupLag(ctx context.Context, brokers []string, w io.Writer, l kadm.De
 			want[partKey{r.Topic, r.Partition}] = fromOffset(r)
 		}
 	}
-	ts := oldestTimestamps(ctx, brokers, want)
+	ts := oldestTimestamps(ctx, kopts, want)
 	now := time.Now()
 
 	fmt.Fprintf(w, "group %s (%s, %d members)\n", l.Group, dash(l.State), len(l.Members))
@@ -323,7 +324,7 @@ func fmtAge(d time.Duration) string {
 // oldestTimestamps reads the first record at or after each wanted offset
 // with a short-lived direct consumer and returns their timestamps;
 // partitions not read within timeLagWait are missing.
-func oldestTimestamps(ctx context.Context, brokers []string, want map[partKey]int64) map[partKey]time.Time {
+func oldestTimestamps(ctx context.Context, kopts []kgo.Opt, want map[partKey]int64) map[partKey]time.Time {
 	out := map[partKey]time.Time{}
 	if len(want) == 0 {
 		return out
@@ -335,11 +336,10 @@ func oldestTimestamps(ctx context.Context, brokers []string, want map[partKey]in
 		}
 		parts[k.topic][k.part] = kgo.NewOffset().At(off)
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
+	cl, err := kgo.NewClient(append(slices.Clip(kopts),
 		kgo.ConsumePartitions(parts),
 		kgo.FetchMaxWait(500*time.Millisecond),
-	)
+	)...)
 	if err != nil {
 		return out
 	}

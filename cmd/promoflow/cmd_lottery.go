@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -192,14 +193,14 @@ func readActivity(path string) (*schemas.ActivityDefined, error) {
 // lotteryPublish publishes p and, with wait, reads lottery.results from the
 // current end of the activity's partition until match reports the result.
 func lotteryPublish(ctx context.Context, cfg *Config, app, activity string, wait bool, timeout time.Duration, out io.Writer, p schemas.Payload, match func(*schemas.Envelope) (bool, error)) error {
-	pr, err := producers.New(producers.Config{Brokers: cfg.Kafka.Brokers, AppID: app})
+	pr, err := producers.New(producers.Config{Brokers: cfg.Kafka.Brokers, AppID: app}, producers.WithClientOpts(cfg.kafkaOpts()...))
 	if err != nil {
 		return err
 	}
 	defer pr.Close()
 	var from *resultsCursor
 	if wait {
-		if from, err = newResultsCursor(ctx, cfg.Kafka.Brokers, activity); err != nil {
+		if from, err = newResultsCursor(ctx, cfg.kafkaOpts(), activity); err != nil {
 			return err
 		}
 		defer from.close()
@@ -227,8 +228,10 @@ type resultsCursor struct {
 	cl *kgo.Client
 }
 
-func newResultsCursor(ctx context.Context, brokers []string, activity string) (*resultsCursor, error) {
-	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// newResultsCursor starts reading the activity's partition of
+// lottery.results at its current end; kopts reach the cluster.
+func newResultsCursor(ctx context.Context, kopts []kgo.Opt, activity string) (*resultsCursor, error) {
+	adm, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, err
 	}
@@ -247,9 +250,9 @@ func newResultsCursor(ctx context.Context, brokers []string, activity string) (*
 	if !ok || end.Err != nil {
 		return nil, fmt.Errorf("reading the end of %s/%d", lottery.TopicResults, part)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+	cl, err := kgo.NewClient(append(slices.Clip(kopts), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
 		lottery.TopicResults: {part: kgo.NewOffset().At(end.Offset)},
-	}))
+	}))...)
 	if err != nil {
 		return nil, err
 	}

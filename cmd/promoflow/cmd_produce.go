@@ -50,7 +50,7 @@ Example:
 					defer f.Close()
 					in = f
 				}
-				p, err := producers.New(producers.Config{Brokers: cfg.Kafka.Brokers, AppID: *app})
+				p, err := producers.New(producers.Config{Brokers: cfg.Kafka.Brokers, AppID: *app}, producers.WithClientOpts(cfg.kafkaOpts()...))
 				if err != nil {
 					return err
 				}

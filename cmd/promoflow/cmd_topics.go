@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,20 +47,26 @@ func init() {
 				if err != nil {
 					return err
 				}
-				cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
+				if args[0] != "apply" && args[0] != "list" {
+					return usagef("unknown topics action %q", args[0])
+				}
+				cl, err := kgo.NewClient(cfg.kafkaOpts()...)
 				if err != nil {
 					return err
 				}
 				defer cl.Close()
 				adm := kadm.NewClient(cl)
-				switch args[0] {
-				case "apply":
-					_, err := applyTopics(ctx, adm, topo, os.Stdout)
-					return err
-				case "list":
-					return listTopics(ctx, adm, topo, os.Stdout)
+				if args[0] == "apply" {
+					_, err = applyTopics(ctx, adm, topo, cmdStdout)
+				} else {
+					err = listTopics(ctx, adm, topo, cmdStdout)
 				}
-				return usagef("unknown topics action %q", args[0])
+				if err != nil {
+					// Against a broker that drops the connection on bad
+					// credentials the error alone is a bare EOF.
+					return fmt.Errorf("%s: %w", cfg.Kafka.describe(), err)
+				}
+				return nil
 			}
 		},
 	})

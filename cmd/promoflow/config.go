@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -27,12 +29,75 @@ type Config struct {
 	Coupon     CouponConfig      `yaml:"coupon"`
 	Lottery    LotteryConfig     `yaml:"lottery"`
 	Log        LogConfig         `yaml:"log"`
+	Gateway    GatewayConfig     `yaml:"gateway"`
 }
 
-// KafkaConfig says where the brokers are.
+// KafkaConfig says where the brokers are and how to reach them.
 type KafkaConfig struct {
 	// Brokers are seed brokers. Default 127.0.0.1:9092.
 	Brokers []string `yaml:"brokers"`
+	// TLS encrypts the connections to the brokers. Default off.
+	TLS KafkaTLSConfig `yaml:"tls"`
+	// SASL authenticates the clients to the brokers. Default off.
+	SASL SASLConfig `yaml:"sasl"`
+
+	tlsConfig *tls.Config // built from TLS by loadConfig
+}
+
+// KafkaTLSConfig is TLSConfig with a way to skip verification, for
+// development brokers with throwaway certificates.
+type KafkaTLSConfig struct {
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any certificate: anyone on the network
+	// path can then impersonate the brokers. loadConfig logs a warning.
+	// Default false.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// files returns the TLSConfig part of t.
+func (t KafkaTLSConfig) files() TLSConfig {
+	return TLSConfig{Enabled: t.Enabled, CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName}
+}
+
+// SASL mechanisms of kafka.sasl.mechanism (matched case-insensitively).
+const (
+	saslPlain     = "plain"
+	saslSCRAM256  = "scram-sha-256"
+	saslSCRAM512  = "scram-sha-512"
+	saslWantedMsg = "want plain, scram-sha-256 or scram-sha-512"
+)
+
+// SASLConfig authenticates the Kafka clients.
+type SASLConfig struct {
+	// Mechanism is plain, scram-sha-256 or scram-sha-512. Default empty:
+	// no SASL.
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	// Password is better given by PROMOFLOW_KAFKA_SASL_PASSWORD or
+	// PasswordFile.
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// TLSConfig turns TLS on for a connection and says how to verify the
+// server, as files read once by loadConfig. Without CAFile the system
+// roots verify the server; without CertFile and KeyFile no client
+// certificate is sent. The sinks' TLS settings have the same fields.
+type TLSConfig struct {
+	// Enabled turns TLS on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// CAFile is a PEM file of the CAs that sign the servers' certificates.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and its key.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the servers' certificates must carry,
+	// overriding the default: the host each connection dials.
+	ServerName string `yaml:"server_name"`
 }
 
 // RedisConfig says where the processors' state lives.
@@ -48,6 +113,10 @@ type RedisConfig struct {
 	DB           int    `yaml:"db"`
 	// KeyPrefix starts every key Promoflow writes. Default "pf".
 	KeyPrefix string `yaml:"key_prefix"`
+	// TLS encrypts the connections to Redis. Default off.
+	TLS TLSConfig `yaml:"tls"`
+
+	tlsConfig *tls.Config // built from TLS by loadConfig
 }
 
 // RuntimeConfig tunes the processor runtime shared by every stage.
@@ -100,6 +169,43 @@ type LotteryConfig struct {
 	DecisionTTL time.Duration `yaml:"decision_ttl"`
 }
 
+// GatewayConfig configures `promoflow gateway`, the HTTP ingest gateway
+// (docs/gateway.md). Zero fields take the defaults; its methods are in
+// cmd_gateway.go.
+type GatewayConfig struct {
+	// Addr is the listen address. Default 127.0.0.1:8090.
+	Addr string `yaml:"addr"`
+	// Apps are the upstream apps allowed to publish. Default none.
+	Apps []GatewayApp `yaml:"apps"`
+	// MaxBody bounds a request body in bytes. Default 1048576 (1 MiB).
+	MaxBody int64 `yaml:"max_body"`
+	// MaxBatch bounds the events of one request. Default 500.
+	MaxBatch int `yaml:"max_batch"`
+	// MaxSkew bounds how far a request's timestamp may be from the
+	// gateway's clock, and how long signatures are remembered against
+	// replays. Default 5m.
+	MaxSkew time.Duration `yaml:"max_skew"`
+	// RatePerApp is each app's token-bucket rate, events per second.
+	// Default 1000.
+	RatePerApp float64 `yaml:"rate_per_app"`
+	// BurstPerApp is the bucket's size, at least MaxBatch. Default 1000.
+	BurstPerApp int `yaml:"burst_per_app"`
+	// ReplayCacheSize bounds the signatures remembered per app.
+	// Default 100000.
+	ReplayCacheSize int `yaml:"replay_cache_size"`
+	// PublishTimeout bounds how long a request waits for Kafka. Default 10s.
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
+}
+
+// GatewayApp is an app allowed to publish through the gateway. Its key is
+// never in the file: KeyEnv names an environment variable holding it, or
+// KeyFile a file (one of the two).
+type GatewayApp struct {
+	AppID   string `yaml:"app_id"`
+	KeyEnv  string `yaml:"key_env"`
+	KeyFile string `yaml:"key_file"`
+}
+
 // LogConfig sets the log format and level.
 type LogConfig struct {
 	// Format is text or json. Default text.
@@ -123,19 +229,157 @@ func loadConfig(path string) (*Config, error) {
 			return nil, fmt.Errorf("parsing config %s: %w", path, err)
 		}
 	}
+	// The file alone must say each secret one way; the environment then
+	// overrides either.
+	if err := c.secretConflicts(); err != nil {
+		return nil, err
+	}
 	c.applyEnv(os.Getenv)
 	c.defaults()
-	if c.Redis.PasswordFile != "" && c.Redis.Password == "" {
-		b, err := os.ReadFile(c.Redis.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading redis.password_file: %w", err)
-		}
-		c.Redis.Password = strings.TrimSpace(string(b))
+	if err := c.loadFiles(); err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if c.Kafka.TLS.Enabled && c.Kafka.TLS.InsecureSkipVerify {
+		c.logger().Warn("kafka.tls.insecure_skip_verify is set: the brokers' certificates are NOT verified and anyone on the network path can impersonate them; use it only against development brokers")
+	}
+	if strings.EqualFold(c.Kafka.SASL.Mechanism, saslPlain) && !c.Kafka.TLS.Enabled {
+		c.logger().Warn("kafka.sasl.mechanism plain without kafka.tls: the password crosses the network in clear text")
+	}
 	return &c, nil
+}
+
+// secretConflicts reports every secret the file gives both inline and by
+// file. It runs before the environment is applied: a password from the
+// environment overrides either.
+func (c *Config) secretConflicts() error {
+	var errs []error
+	both := func(inline bool, file, what string) {
+		if inline && file != "" {
+			errs = append(errs, fmt.Errorf("%s: give the password one way, inline or by file, not both", what))
+		}
+	}
+	both(c.Kafka.SASL.Password != "", c.Kafka.SASL.PasswordFile, "kafka.sasl.password and kafka.sasl.password_file are both set")
+	both(c.Redis.Password != "", c.Redis.PasswordFile, "redis.password and redis.password_file are both set")
+	both(c.MySQL.HasDSNPassword(), c.MySQL.PasswordFile, "mysql.dsn or mysql.shards holds a password and mysql.password_file is set")
+	both(c.ClickHouse.Password != "", c.ClickHouse.PasswordFile, "clickhouse.password and clickhouse.password_file are both set")
+	return errors.Join(errs...)
+}
+
+// loadFiles reads, once, every file the configuration names: the password
+// files of the passwords not given otherwise, and the TLS files. It reports
+// every problem.
+func (c *Config) loadFiles() error {
+	var errs []error
+	secret := func(field, path string, password *string) {
+		if path == "" || *password != "" { // the environment won
+			return
+		}
+		v, err := readSecretFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", field, err))
+			return
+		}
+		*password = v
+	}
+	secret("kafka.sasl.password_file", c.Kafka.SASL.PasswordFile, &c.Kafka.SASL.Password)
+	secret("redis.password_file", c.Redis.PasswordFile, &c.Redis.Password)
+	secret("mysql.password_file", c.MySQL.PasswordFile, &c.MySQL.Password)
+	secret("clickhouse.password_file", c.ClickHouse.PasswordFile, &c.ClickHouse.Password)
+
+	var err error
+	if c.Kafka.tlsConfig, err = c.Kafka.TLS.files().load("kafka.tls", c.Kafka.TLS.InsecureSkipVerify); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Redis.tlsConfig, err = c.Redis.TLS.load("redis.tls", false); err != nil {
+		errs = append(errs, err)
+	}
+	if tc, err := TLSConfig(c.MySQL.TLS).load("mysql.tls", false); err != nil {
+		errs = append(errs, err)
+	} else if tc != nil {
+		if err := c.MySQL.RegisterTLS(tc); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.ClickHouse.TLSConfig, err = TLSConfig(c.ClickHouse.TLS).load("clickhouse.tls", false); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// maxSecretFile bounds what readSecretFile reads.
+const maxSecretFile = 64 << 10
+
+// readSecretFile reads a password from path, surrounding whitespace and
+// the final newline trimmed. Like ssh with a private key, it refuses a file
+// that group or others may access (mode & 0o077 != 0), and an empty one.
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("%s has mode %#o: a secret file must not be readable or writable by group or others (chmod 600 %s)", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxSecretFile {
+		return "", fmt.Errorf("%s is larger than %d bytes: not a password", path, maxSecretFile)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return v, nil
+}
+
+// load builds the client TLS configuration of section (kafka.tls, ...) from
+// t's files, or returns nil when TLS is off. insecure skips verifying the
+// server's certificate.
+func (t TLSConfig) load(section string, insecure bool) (*tls.Config, error) {
+	if !t.Enabled {
+		// A CA or a certificate named but not used would leave the
+		// connection in the clear while the file suggests otherwise.
+		if t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || insecure {
+			return nil, fmt.Errorf("%s: files or options set but enabled is false (set enabled: true, or remove them)", section)
+		}
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: insecure}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s.ca_file: %w", section, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s.ca_file: no PEM certificate in %s", section, t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile != "":
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: loading cert_file %s and key_file %s: %w", section, t.CertFile, t.KeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	case t.CertFile != "" || t.KeyFile != "":
+		return nil, fmt.Errorf("%s: cert_file and key_file go together; set both or neither", section)
+	}
+	return tc, nil
 }
 
 // loadConfigBrokers is loadConfig for the commands with a --brokers flag:
@@ -155,6 +399,7 @@ func loadConfigBrokers(path, brokers string) (*Config, error) {
 // envOverrides lists every environment variable the config reads.
 var envOverrides = []struct{ name, doc string }{
 	{"PROMOFLOW_KAFKA_BROKERS", "comma-separated seed brokers"},
+	{"PROMOFLOW_KAFKA_SASL_PASSWORD", "Kafka SASL password"},
 	{"PROMOFLOW_REDIS_ADDR", "standalone Redis address"},
 	{"PROMOFLOW_REDIS_CLUSTER_ADDRS", "comma-separated Redis Cluster seeds"},
 	{"PROMOFLOW_REDIS_PASSWORD", "Redis password"},
@@ -162,6 +407,7 @@ var envOverrides = []struct{ name, doc string }{
 	{"PROMOFLOW_MYSQL_DSN", "MySQL server DSN (without database)"},
 	{"PROMOFLOW_MYSQL_SHARDS", "comma-separated DSNs, one per shard database"},
 	{"PROMOFLOW_MYSQL_DATABASE_PREFIX", "shard database name prefix"},
+	{"PROMOFLOW_MYSQL_PASSWORD", "MySQL password, replacing the DSNs'"},
 	{"PROMOFLOW_CLICKHOUSE_ADDR", "ClickHouse native-protocol address"},
 	{"PROMOFLOW_CLICKHOUSE_DATABASE", "ClickHouse database"},
 	{"PROMOFLOW_CLICKHOUSE_USERNAME", "ClickHouse user"},
@@ -187,6 +433,7 @@ func (c *Config) applyEnv(get func(string) string) {
 		}
 	}
 	set("PROMOFLOW_KAFKA_BROKERS", func(v string) { c.Kafka.Brokers = splitList(v) })
+	set("PROMOFLOW_KAFKA_SASL_PASSWORD", func(v string) { c.Kafka.SASL.Password = v })
 	set("PROMOFLOW_REDIS_ADDR", func(v string) { c.Redis.Addr = v })
 	set("PROMOFLOW_REDIS_CLUSTER_ADDRS", func(v string) { c.Redis.ClusterAddrs = splitList(v) })
 	set("PROMOFLOW_REDIS_PASSWORD", func(v string) { c.Redis.Password = v })
@@ -194,6 +441,7 @@ func (c *Config) applyEnv(get func(string) string) {
 	set("PROMOFLOW_MYSQL_DSN", func(v string) { c.MySQL.DSN = v })
 	set("PROMOFLOW_MYSQL_SHARDS", func(v string) { c.MySQL.Shards = splitList(v) })
 	set("PROMOFLOW_MYSQL_DATABASE_PREFIX", func(v string) { c.MySQL.DatabasePrefix = v })
+	set("PROMOFLOW_MYSQL_PASSWORD", func(v string) { c.MySQL.Password = v })
 	set("PROMOFLOW_CLICKHOUSE_ADDR", func(v string) { c.ClickHouse.Addr = v })
 	set("PROMOFLOW_CLICKHOUSE_DATABASE", func(v string) { c.ClickHouse.Database = v })
 	set("PROMOFLOW_CLICKHOUSE_USERNAME", func(v string) { c.ClickHouse.Username = v })
@@ -238,6 +486,7 @@ func (c *Config) defaults() {
 	}
 	c.MySQL.Defaults()
 	c.ClickHouse.Defaults()
+	c.Gateway.defaults()
 }
 
 // Validate checks the whole configuration and reports every problem.
@@ -277,14 +526,83 @@ func (c *Config) Validate() error {
 	if c.Lottery.DecisionTTL < time.Hour {
 		errs = append(errs, fmt.Errorf("lottery.decision_ttl %s: must be at least 1h (and above the requests retention)", c.Lottery.DecisionTTL))
 	}
+	if err := c.Kafka.SASL.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.MySQL.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("mysql: %w", err))
 	}
 	if err := c.ClickHouse.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("clickhouse: %w", err))
 	}
+	if err := c.Gateway.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
+
+// validate checks the mechanism and that it has a user and a password.
+func (s SASLConfig) validate() error {
+	m := strings.ToLower(s.Mechanism)
+	switch m {
+	case "":
+		if s.Username != "" || s.Password != "" || s.PasswordFile != "" {
+			return fmt.Errorf("kafka.sasl: a username or password is set but no mechanism (%s)", saslWantedMsg)
+		}
+		return nil
+	case saslPlain, saslSCRAM256, saslSCRAM512:
+	default:
+		return fmt.Errorf("kafka.sasl.mechanism %q: %s", s.Mechanism, saslWantedMsg)
+	}
+	var errs []error
+	if s.Username == "" {
+		errs = append(errs, fmt.Errorf("kafka.sasl.username: required with mechanism %s", m))
+	}
+	if s.Password == "" {
+		errs = append(errs, fmt.Errorf("kafka.sasl.password: required with mechanism %s (PROMOFLOW_KAFKA_SASL_PASSWORD or kafka.sasl.password_file)", m))
+	}
+	return errors.Join(errs...)
+}
+
+// redacted stands for a secret in Redacted.
+const redacted = "***"
+
+// Redacted returns a copy of c with every secret replaced by "***": the
+// passwords, and the password inside each MySQL DSN. A secret that is not
+// set stays empty, so the copy still shows which ones are.
+func (c Config) Redacted() Config {
+	mask := func(s *string) {
+		if *s != "" {
+			*s = redacted
+		}
+	}
+	mask(&c.Kafka.SASL.Password)
+	mask(&c.Redis.Password)
+	mask(&c.MySQL.Password)
+	mask(&c.ClickHouse.Password)
+	c.MySQL.DSN = redactDSN(c.MySQL.DSN)
+	if c.MySQL.Shards != nil {
+		shards := make([]string, len(c.MySQL.Shards)) // not the caller's array
+		for i, dsn := range c.MySQL.Shards {
+			shards[i] = redactDSN(dsn)
+		}
+		c.MySQL.Shards = shards
+	}
+	return c
+}
+
+// String returns c, redacted, as YAML, so that printing a Config never
+// shows a secret.
+func (c Config) String() string {
+	b, err := yaml.Marshal(c.Redacted())
+	if err != nil {
+		return "config: " + err.Error()
+	}
+	return string(b)
+}
+
+// LogValue logs c redacted.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 func (c *Config) logger() *slog.Logger {
 	var lvl slog.Level

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -261,6 +264,10 @@ func TestConfigEnvOverridesFile(t *testing.T) {
 	path := writeConfig(t, `
 kafka:
   brokers: [file-kafka:9092]
+  sasl:
+    mechanism: scram-sha-256
+    username: file-user
+    password: file-kafka-secret
 redis:
   addr: file-redis:6379
   password: file-secret
@@ -279,6 +286,8 @@ log:
 `)
 	env := map[string]string{
 		"PROMOFLOW_KAFKA_BROKERS":         " k1:9092, k2:9092 ,,k3:9092 ",
+		"PROMOFLOW_KAFKA_SASL_PASSWORD":   "env-kafka-secret",
+		"PROMOFLOW_MYSQL_PASSWORD":        "env-mysql-secret",
 		"PROMOFLOW_REDIS_ADDR":            "env-redis:6379",
 		"PROMOFLOW_REDIS_PASSWORD":        "env-secret",
 		"PROMOFLOW_REDIS_KEY_PREFIX":      "env",
@@ -303,6 +312,8 @@ log:
 		got, want any
 	}{
 		{"PROMOFLOW_KAFKA_BROKERS", c.Kafka.Brokers, []string{"k1:9092", "k2:9092", "k3:9092"}},
+		{"PROMOFLOW_KAFKA_SASL_PASSWORD", c.Kafka.SASL.Password, "env-kafka-secret"},
+		{"PROMOFLOW_MYSQL_PASSWORD", c.MySQL.Password, "env-mysql-secret"},
 		{"PROMOFLOW_REDIS_ADDR", c.Redis.Addr, "env-redis:6379"},
 		{"PROMOFLOW_REDIS_PASSWORD", c.Redis.Password, "env-secret"},
 		{"PROMOFLOW_REDIS_KEY_PREFIX", c.Redis.KeyPrefix, "env"},
@@ -442,8 +453,8 @@ func TestConfigPasswordFile(t *testing.T) {
 		want string
 	}{
 		{"read and trimmed", "redis:\n  password_file: " + secret + "\n", "", "s3cret with spaces inside"},
-		{"password in the file wins", "redis:\n  password: inline\n  password_file: " + secret + "\n", "", "inline"},
 		{"env password wins", "redis:\n  password_file: " + secret + "\n", "from-env", "from-env"},
+		{"env password wins, the file is not read", "redis:\n  password_file: /nonexistent/promoflow-test\n", "from-env", "from-env"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -473,6 +484,290 @@ func TestConfigEnvOverridesDocumented(t *testing.T) {
 	for _, path := range yamlFields(reflect.TypeOf(Config{}), "") {
 		if !strings.Contains(string(b), "`"+path+"`") {
 			t.Errorf("docs/configuration.md does not document %s", path)
+		}
+	}
+}
+
+// writeSecret writes a password file with the given mode.
+func writeSecret(t *testing.T, name, body string, mode os.FileMode) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+	// WriteFile's mode passes through the umask.
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestConfigSecretFiles reads every password file into its password, and
+// lets the environment win without reading the file.
+func TestConfigSecretFiles(t *testing.T) {
+	file := writeSecret(t, "secret", "from-file\n", 0o400)
+	sections := []struct {
+		name, yaml, env string
+		got             func(*Config) string
+	}{
+		{"kafka", "kafka:\n  sasl:\n    mechanism: scram-sha-512\n    username: u\n    password_file: %s\n", "PROMOFLOW_KAFKA_SASL_PASSWORD",
+			func(c *Config) string { return c.Kafka.SASL.Password }},
+		{"redis", "redis:\n  password_file: %s\n", "PROMOFLOW_REDIS_PASSWORD",
+			func(c *Config) string { return c.Redis.Password }},
+		{"mysql", "mysql:\n  dsn: \"promoflow@tcp(db:3306)/\"\n  password_file: %s\n", "PROMOFLOW_MYSQL_PASSWORD",
+			func(c *Config) string { return c.MySQL.Password }},
+		{"clickhouse", "clickhouse:\n  password_file: %s\n", "PROMOFLOW_CLICKHOUSE_PASSWORD",
+			func(c *Config) string { return c.ClickHouse.Password }},
+	}
+	for _, sec := range sections {
+		t.Run(sec.name+"/file", func(t *testing.T) {
+			clearConfigEnv(t)
+			c, err := loadConfig(writeConfig(t, fmt.Sprintf(sec.yaml, file)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sec.got(c); got != "from-file" {
+				t.Errorf("password = %q, want the file's", got)
+			}
+		})
+		t.Run(sec.name+"/env wins", func(t *testing.T) {
+			clearConfigEnv(t)
+			t.Setenv(sec.env, "from-env")
+			// A file that cannot be read proves it is not read.
+			c, err := loadConfig(writeConfig(t, fmt.Sprintf(sec.yaml, "/nonexistent/promoflow-secret")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sec.got(c); got != "from-env" {
+				t.Errorf("password = %q, want %s's", got, sec.env)
+			}
+		})
+	}
+}
+
+func TestConfigSecretFileRejects(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		path func(t *testing.T) string
+		want []string
+	}{
+		{"group readable", func(t *testing.T) string { return writeSecret(t, "pw", "x", 0o640) }, []string{"redis.password_file", "mode 0640", "group or others", "chmod 600"}},
+		{"world readable", func(t *testing.T) string { return writeSecret(t, "pw", "x", 0o604) }, []string{"redis.password_file", "mode 0604"}},
+		{"the default 0644", func(t *testing.T) string { return writeSecret(t, "pw", "x", 0o644) }, []string{"mode 0644"}},
+		{"group writable", func(t *testing.T) string { return writeSecret(t, "pw", "x", 0o620) }, []string{"mode 0620"}},
+		{"missing", func(*testing.T) string { return filepath.Join(dir, "nope") }, []string{"redis.password_file", "no such file"}},
+		{"empty", func(t *testing.T) string { return writeSecret(t, "pw", " \n\n", 0o600) }, []string{"redis.password_file", "is empty"}},
+		{"a directory", func(*testing.T) string { return dir }, []string{"redis.password_file", "not a regular file"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearConfigEnv(t)
+			_, err := loadConfig(writeConfig(t, "redis:\n  password_file: "+tc.path(t)+"\n"))
+			if err == nil {
+				t.Fatal("loadConfig accepted the password file")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+	for _, mode := range []os.FileMode{0o600, 0o400} {
+		clearConfigEnv(t)
+		path := writeSecret(t, "pw", "ok", mode)
+		if _, err := loadConfig(writeConfig(t, "redis:\n  password_file: "+path+"\n")); err != nil {
+			t.Errorf("mode %#o: %v", mode, err)
+		}
+	}
+}
+
+// TestConfigSecretFileErrorsTogether reports every bad file at once.
+func TestConfigSecretFileErrorsTogether(t *testing.T) {
+	clearConfigEnv(t)
+	open := writeSecret(t, "pw", "x", 0o644)
+	_, err := loadConfig(writeConfig(t, fmt.Sprintf(`
+kafka:
+  sasl: {mechanism: plain, username: u, password_file: %[1]s}
+redis: {password_file: %[1]s}
+mysql: {password_file: %[1]s}
+clickhouse: {password_file: %[1]s}
+`, open)))
+	for _, w := range []string{"kafka.sasl.password_file", "redis.password_file", "mysql.password_file", "clickhouse.password_file"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v does not name %s", err, w)
+		}
+	}
+}
+
+func TestConfigConflictingSecrets(t *testing.T) {
+	file := writeSecret(t, "pw", "from-file", 0o600)
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"kafka", "kafka:\n  sasl: {mechanism: plain, username: u, password: inline-pw-123, password_file: " + file + "}\n",
+			"kafka.sasl.password and kafka.sasl.password_file are both set"},
+		{"redis", "redis:\n  password: inline-pw-123\n  password_file: " + file + "\n",
+			"redis.password and redis.password_file are both set"},
+		{"mysql dsn", "mysql:\n  dsn: \"root:inline-pw-123@tcp(db:3306)/\"\n  password_file: " + file + "\n",
+			"mysql.dsn or mysql.shards holds a password and mysql.password_file is set"},
+		{"mysql shards", "mysql:\n  shards: [\"u@tcp(a:3306)/d0\", \"u:inline-pw-123@tcp(b:3306)/d1\"]\n  password_file: " + file + "\n",
+			"mysql.dsn or mysql.shards holds a password and mysql.password_file is set"},
+		{"clickhouse", "clickhouse:\n  password: inline-pw-123\n  password_file: " + file + "\n",
+			"clickhouse.password and clickhouse.password_file are both set"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearConfigEnv(t)
+			_, err := loadConfig(writeConfig(t, tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "inline-pw-123") || strings.Contains(err.Error(), "from-file") {
+				t.Errorf("the error shows a password: %v", err)
+			}
+		})
+	}
+	// The environment may override an inline password while the file
+	// names a password file: only the file itself must be unambiguous.
+	clearConfigEnv(t)
+	t.Setenv("PROMOFLOW_MYSQL_DSN", "root:from-env@tcp(db:3306)/")
+	c, err := loadConfig(writeConfig(t, "mysql:\n  password_file: "+file+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MySQL.Password != "from-file" {
+		t.Errorf("mysql password %q, want password_file's to replace the DSN's", c.MySQL.Password)
+	}
+}
+
+func TestConfigSASL(t *testing.T) {
+	tests := []struct {
+		name string
+		sasl string
+		want string // "" for valid
+	}{
+		{"plain", "{mechanism: plain, username: u, password: p}", ""},
+		{"scram-sha-256", "{mechanism: scram-sha-256, username: u, password: p}", ""},
+		{"scram-sha-512 upper case", "{mechanism: SCRAM-SHA-512, username: u, password: p}", ""},
+		{"none", "{}", ""},
+		{"unknown mechanism", "{mechanism: gssapi, username: u, password: p}", `kafka.sasl.mechanism "gssapi": want plain, scram-sha-256 or scram-sha-512`},
+		{"no username", "{mechanism: plain, password: p}", "kafka.sasl.username: required with mechanism plain"},
+		{"no password", "{mechanism: scram-sha-256, username: u}", "kafka.sasl.password: required with mechanism scram-sha-256"},
+		{"user without mechanism", "{username: u}", "kafka.sasl: a username or password is set but no mechanism"},
+		{"password without mechanism", "{password: p}", "no mechanism"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearConfigEnv(t)
+			var c *Config
+			var err error
+			logs := captureStderr(t, func() { c, err = loadConfig(writeConfig(t, "kafka:\n  sasl: "+tc.sasl+"\n")) })
+			if warned := strings.Contains(logs, "plain without kafka.tls"); warned != (tc.name == "plain") {
+				t.Errorf("warned about PLAIN in clear text: %v; logs:\n%s", warned, logs)
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("loadConfig: %v", err)
+			case tc.want == "":
+				if (c.Kafka.SASL.mechanism() == nil) != (c.Kafka.SASL.Mechanism == "") {
+					t.Errorf("mechanism() = %v for %q", c.Kafka.SASL.mechanism(), c.Kafka.SASL.Mechanism)
+				}
+			case err == nil || !strings.Contains(err.Error(), tc.want):
+				t.Errorf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	// The mechanism names franz-go sends.
+	for m, want := range map[string]string{"plain": "PLAIN", "Scram-Sha-256": "SCRAM-SHA-256", "scram-sha-512": "SCRAM-SHA-512"} {
+		if got := (SASLConfig{Mechanism: m, Username: "u", Password: "p"}).mechanism().Name(); got != want {
+			t.Errorf("mechanism %q is %s, want %s", m, got, want)
+		}
+	}
+}
+
+// TestConfigRedacted fills every secret and checks that no way of printing
+// a Config shows one.
+func TestConfigRedacted(t *testing.T) {
+	c := *defaultConfig(t)
+	c.Kafka.SASL = SASLConfig{Mechanism: "plain", Username: "kafka-user", Password: "kafka-s3cret"}
+	c.Redis.Password = "redis-s3cret"
+	c.MySQL.DSN = "root:dsn-s3cret@tcp(db:3306)/"
+	c.MySQL.Shards = []string{"u:shard-s3cret@tcp(a:3306)/d0", "u@tcp(b:3306)/d1"}
+	c.MySQL.Password = "mysql-s3cret"
+	c.ClickHouse.Password = "ch-s3cret"
+
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "cfg", c)
+	for name, out := range map[string]string{
+		"String": c.String(), "%v": fmt.Sprintf("%v", c), "%+v of a pointer": fmt.Sprintf("%+v", &c),
+		"slog": logged.String(),
+	} {
+		if strings.Contains(out, "s3cret") {
+			t.Errorf("%s shows a secret:\n%s", name, out)
+		}
+		if !strings.Contains(out, "kafka-user") || !strings.Contains(out, "db:3306") {
+			t.Errorf("%s hides what is not secret:\n%s", name, out)
+		}
+	}
+	r := c.Redacted()
+	if r.Kafka.SASL.Password != "***" || r.Redis.Password != "***" || r.MySQL.Password != "***" || r.ClickHouse.Password != "***" ||
+		r.MySQL.DSN != "root:***@tcp(db:3306)/" || !reflect.DeepEqual(r.MySQL.Shards, []string{"u:***@tcp(a:3306)/d0", "u@tcp(b:3306)/d1"}) {
+		t.Errorf("Redacted() = %+v", r)
+	}
+	if c.Redis.Password != "redis-s3cret" || c.MySQL.Shards[0] != "u:shard-s3cret@tcp(a:3306)/d0" {
+		t.Error("Redacted changed the original")
+	}
+	if unset := defaultConfig(t).Redacted(); unset.Redis.Password != "" {
+		t.Errorf("an unset password redacts to %q, want empty", unset.Redis.Password)
+	}
+}
+
+// TestConfigRedactedCoversEveryPassword is the safety net for fields added
+// later: every string field named *Password*, anywhere in Config, set to a
+// marker, must not show in String.
+func TestConfigRedactedCoversEveryPassword(t *testing.T) {
+	c := *defaultConfig(t)
+	var fill func(v reflect.Value, path string)
+	var filled []string
+	fill = func(v reflect.Value, path string) {
+		for i := range v.NumField() {
+			f, ft := v.Field(i), v.Type().Field(i)
+			if !ft.IsExported() {
+				continue
+			}
+			switch {
+			case ft.Type.Kind() == reflect.Struct:
+				fill(f, path+ft.Name+".")
+			case ft.Type.Kind() == reflect.String && strings.Contains(ft.Name, "Password") && !strings.HasSuffix(ft.Name, "File"):
+				f.SetString("marker-" + ft.Name)
+				filled = append(filled, path+ft.Name)
+			}
+		}
+	}
+	fill(reflect.ValueOf(&c).Elem(), "")
+	if len(filled) < 4 {
+		t.Fatalf("found only %v", filled)
+	}
+	if out := c.String(); strings.Contains(out, "marker-") {
+		t.Errorf("String shows a password field (one of %v):\n%s", filled, out)
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	tests := []struct{ dsn, want string }{
+		{"root:pw@tcp(h:3306)/", "root:***@tcp(h:3306)/"},
+		{"root@tcp(h:3306)/", "root@tcp(h:3306)/"},
+		{"root:p@ss:w/rd@tcp(h:3306)/db?tls=true", "root:***@tcp(h:3306)/db?tls=true"},
+		{"u:pw@unix(/run/mysqld/mysqld.sock)/db", "u:***@unix(/run/mysqld/mysqld.sock)/db"},
+		{"u:pw@/db", "u:***@/db"},
+		{"tcp(h:3306)/", "tcp(h:3306)/"},
+		{"", ""},
+	}
+	for _, tc := range tests {
+		if got := redactDSN(tc.dsn); got != tc.want {
+			t.Errorf("redactDSN(%q) = %q, want %q", tc.dsn, got, tc.want)
 		}
 	}
 }

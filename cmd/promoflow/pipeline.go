@@ -12,6 +12,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/promoflow/promoflow/internal/stream"
 	"github.com/promoflow/promoflow/internal/topology"
@@ -153,9 +156,52 @@ func has(list []string, s string) bool {
 
 func newRedis(c RedisConfig) redis.UniversalClient {
 	if len(c.ClusterAddrs) > 0 {
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.ClusterAddrs, Username: c.Username, Password: c.Password})
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.ClusterAddrs, Username: c.Username, Password: c.Password,
+			TLSConfig: c.tlsConfig.Clone()})
 	}
-	return redis.NewClient(&redis.Options{Addr: c.Addr, Username: c.Username, Password: c.Password, DB: c.DB})
+	return redis.NewClient(&redis.Options{Addr: c.Addr, Username: c.Username, Password: c.Password, DB: c.DB,
+		TLSConfig: c.tlsConfig.Clone()})
+}
+
+// kafkaOpts returns what every Kafka client of a command starts from: the
+// seed brokers and, as configured, TLS and SASL. Only clients of the
+// embedded kfake cluster (demo, bench, broker) do without.
+func (c *Config) kafkaOpts() []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Kafka.Brokers...)}
+	if c.Kafka.tlsConfig != nil {
+		opts = append(opts, kgo.DialTLSConfig(c.Kafka.tlsConfig.Clone()))
+	}
+	if m := c.Kafka.SASL.mechanism(); m != nil {
+		opts = append(opts, kgo.SASL(m))
+	}
+	return opts
+}
+
+// mechanism returns the configured SASL mechanism, or nil without one.
+// Validate has checked the name.
+func (s SASLConfig) mechanism() sasl.Mechanism {
+	switch strings.ToLower(s.Mechanism) {
+	case saslPlain:
+		return plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism()
+	case saslSCRAM256:
+		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism()
+	case saslSCRAM512:
+		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism()
+	}
+	return nil
+}
+
+// describe says how the clients reach Kafka, for errors: the brokers, TLS
+// and the SASL mechanism and user (never the password).
+func (k KafkaConfig) describe() string {
+	how := "plaintext"
+	if k.tlsConfig != nil {
+		how = "TLS"
+	}
+	if m := strings.ToLower(k.SASL.Mechanism); m != "" {
+		how += ", SASL " + m + " as " + k.SASL.Username
+	}
+	return "kafka at " + strings.Join(k.Brokers, ",") + " (" + how + ")"
 }
 
 func (c *Config) streamConfig(log *slog.Logger) stream.Config {
@@ -166,6 +212,8 @@ func (c *Config) streamConfig(log *slog.Logger) stream.Config {
 		SessionTimeout: c.Runtime.SessionTimeout,
 		CommitInterval: c.Runtime.CommitInterval,
 		Logger:         log,
+		// The seed brokers again, harmlessly, with TLS and SASL.
+		ClientOpts: c.kafkaOpts(),
 	}
 }
 

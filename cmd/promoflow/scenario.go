@@ -80,7 +80,9 @@ func startEmbedded(ctx context.Context, cfg *Config, runID, standins string, out
 	}
 	e.cleanup = append(e.cleanup, c.Close)
 	e.brokers = c.ListenAddrs()
-	cfg.Kafka.Brokers = e.brokers
+	// kfake here speaks plaintext without SASL, whatever kafka.tls and
+	// kafka.sasl say about the configured cluster.
+	cfg.Kafka = KafkaConfig{Brokers: e.brokers}
 	e.components = append(e.components, component{"Kafka", "embedded", "kfake broker in-process at " + e.brokers[0] + " (data in " + dir + ")"})
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
@@ -214,11 +216,20 @@ func startEmbedded(ctx context.Context, cfg *Config, runID, standins string, out
 	return e, nil
 }
 
+// redactDSN replaces the password of a go-sql-driver DSN with ***. Like the
+// driver, it takes the credentials to end at the last @ before the last /,
+// so a password may hold @, : or /.
 func redactDSN(dsn string) string {
-	if i := strings.Index(dsn, "@"); i >= 0 {
-		if j := strings.Index(dsn[:i], ":"); j >= 0 {
-			return dsn[:j] + ":***" + dsn[i:]
-		}
+	creds := dsn
+	if i := strings.LastIndex(dsn, "/"); i >= 0 {
+		creds = dsn[:i]
+	}
+	at := strings.LastIndex(creds, "@")
+	if at < 0 {
+		return dsn
+	}
+	if j := strings.Index(creds[:at], ":"); j >= 0 {
+		return dsn[:j] + ":" + redacted + dsn[at:]
 	}
 	return dsn
 }

@@ -1,6 +1,8 @@
 package clickhouse
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -30,11 +32,41 @@ type Config struct {
 	Username string `yaml:"username"`
 	// Password defaults to empty.
 	Password string `yaml:"password"`
+	// PasswordFile names a file holding Password, so that the YAML does
+	// not carry it. The sink does not read it: whoever loads the
+	// configuration (cmd/promoflow, once at start) reads it into Password.
+	// Default none.
+	PasswordFile string `yaml:"password_file"`
+	// TLS asks for TLS on the native protocol (the server's secure port,
+	// 9440 by default). The sink does not read its files: whoever loads
+	// the configuration builds TLSConfig from them. Default off.
+	TLS TLSConfig `yaml:"tls"`
+	// TLSConfig, when not nil, encrypts every connection with it. It has
+	// no YAML key: it is built from TLS's files. Default nil (plain TCP).
+	TLSConfig *tls.Config `yaml:"-"`
 	// DialTimeout bounds connecting. Default 10s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// MaxOpenConns limits the connections; one WriteBatch uses one per
 	// table it inserts into. Default 4.
 	MaxOpenConns int `yaml:"max_open_conns"`
+}
+
+// TLSConfig is the YAML-facing TLS setting of the ClickHouse connections:
+// the files to build a *tls.Config from. Without CAFile the system roots
+// verify the server; without CertFile and KeyFile no client certificate is
+// sent.
+type TLSConfig struct {
+	// Enabled turns TLS on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// CAFile is a PEM file of the CAs that sign the server's certificate.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and its key, for
+	// servers that require one.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the server's certificate must carry,
+	// overriding the default: the host of Addr.
+	ServerName string `yaml:"server_name"`
 }
 
 // Defaults fills every unset field with its default.
@@ -70,6 +102,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOpenConns < 1 {
 		return fmt.Errorf("max_open_conns must be at least 1, got %d", c.MaxOpenConns)
+	}
+	if c.TLS.Enabled && c.TLSConfig == nil {
+		// Connecting in the clear when TLS was asked for is worse than not
+		// connecting.
+		return errors.New("tls.enabled is set but TLSConfig was not built from its files")
 	}
 	return nil
 }

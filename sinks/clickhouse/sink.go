@@ -39,6 +39,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		DialTimeout:  cfg.DialTimeout,
 		MaxOpenConns: cfg.MaxOpenConns,
 		MaxIdleConns: cfg.MaxOpenConns,
+		TLS:          cfg.TLSConfig,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to clickhouse at %s: %w", cfg.Addr, err)

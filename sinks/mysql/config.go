@@ -1,10 +1,12 @@
 package mysql
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -61,6 +63,71 @@ type Config struct {
 	// ConnMaxLifetime closes connections older than this, staying below
 	// server and proxy idle timeouts. Default 3m.
 	ConnMaxLifetime time.Duration `yaml:"conn_max_lifetime"`
+	// PasswordFile names a file holding the password, so that neither the
+	// YAML nor the DSNs carry it. The sink does not read it: whoever loads
+	// the configuration (cmd/promoflow, once at start) reads it into
+	// Password. Default none.
+	PasswordFile string `yaml:"password_file"`
+	// Password, when not empty, replaces the password of DSN and of every
+	// DSN of Shards. It has no YAML key: it comes from the environment or
+	// from PasswordFile. Default none (the DSNs' own).
+	Password string `yaml:"-"`
+	// TLS asks for TLS on every shard connection. The sink does not read
+	// its files: whoever loads the configuration builds a *tls.Config from
+	// them and hands it to RegisterTLS. Default off.
+	TLS TLSConfig `yaml:"tls"`
+	// TLSName is the name of a TLS configuration registered with the
+	// driver (mysql.RegisterTLSConfig) that every shard connection uses, as
+	// tls=<TLSName> in a DSN would. RegisterTLS sets it. Default none: each
+	// DSN's own tls parameter, if any.
+	TLSName string `yaml:"-"`
+}
+
+// TLSConfig is the YAML-facing TLS setting of the MySQL connections: the
+// files to build a *tls.Config from. Without CAFile the system roots verify
+// the server; without CertFile and KeyFile no client certificate is sent.
+type TLSConfig struct {
+	// Enabled turns TLS on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// CAFile is a PEM file of the CAs that sign the servers' certificates.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and its key, for
+	// servers that require one (REQUIRE X509).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the servers' certificates must carry,
+	// overriding the default: the host of each DSN.
+	ServerName string `yaml:"server_name"`
+}
+
+// tlsNames numbers the TLS configurations RegisterTLS registers.
+var tlsNames atomic.Int64
+
+// RegisterTLS registers tc with the driver under a name of its own
+// (promoflow-mysql-<n>) and sets TLSName to it, so that every shard
+// connection uses tc. The driver owns what it is given, so tc is cloned
+// first. Call it once per configuration: each call registers another name.
+func (c *Config) RegisterTLS(tc *tls.Config) error {
+	if tc == nil {
+		return errors.New("registering mysql tls: nil config")
+	}
+	name := fmt.Sprintf("promoflow-mysql-%d", tlsNames.Add(1))
+	if err := mysql.RegisterTLSConfig(name, tc.Clone()); err != nil {
+		return fmt.Errorf("registering mysql tls: %w", err)
+	}
+	c.TLSName = name
+	return nil
+}
+
+// HasDSNPassword reports whether DSN or a DSN of Shards holds a password
+// (a DSN that does not parse holds none; Validate reports it).
+func (c Config) HasDSNPassword() bool {
+	for _, dsn := range append([]string{c.DSN}, c.Shards...) {
+		if mc, err := mysql.ParseDSN(dsn); err == nil && mc.Passwd != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Defaults fills every unset field with its default.
@@ -107,6 +174,11 @@ func (c Config) Validate() error {
 	}
 	if c.ConnMaxLifetime < 0 {
 		return fmt.Errorf("conn_max_lifetime must not be negative, got %s", c.ConnMaxLifetime)
+	}
+	if c.TLS.Enabled && c.TLSName == "" {
+		// Connecting in the clear when TLS was asked for is worse than not
+		// connecting.
+		return errors.New("tls.enabled is set but no TLS configuration is registered (RegisterTLS)")
 	}
 	return nil
 }
@@ -171,7 +243,9 @@ func (c Config) shardConfigs() ([]*mysql.Config, error) {
 			return nil, fmt.Errorf("shards[%d] and shards[%d] are the same database %s", j, i, where)
 		}
 		seen[where] = i
-		out[i] = driverConfig(mc)
+		if out[i], err = c.driverConfig(mc); err != nil {
+			return nil, fmt.Errorf("shards[%d]: %w", i, err)
+		}
 	}
 	return out, nil
 }
@@ -197,14 +271,28 @@ func (c Config) prefixedShards() ([]*mysql.Config, error) {
 	for i := range out {
 		mc := server.Clone()
 		mc.DBName = fmt.Sprintf("%s_%d", c.DatabasePrefix, i)
-		out[i] = driverConfig(mc)
+		if out[i], err = c.driverConfig(mc); err != nil {
+			return nil, fmt.Errorf("dsn: %w", err)
+		}
 	}
 	return out, nil
 }
 
 // driverConfig sets what the sink relies on whatever the DSN says: times
-// as time.Time in UTC, and a bounded dial.
-func driverConfig(mc *mysql.Config) *mysql.Config {
+// as time.Time in UTC, and a bounded dial; and what the configuration says
+// over the DSN: the password and the TLS configuration.
+func (c Config) driverConfig(mc *mysql.Config) (*mysql.Config, error) {
+	if c.Password != "" {
+		mc.Passwd = c.Password
+	}
+	if c.TLSName != "" {
+		if mc.TLSConfig != "" {
+			// Two TLS settings would leave it unclear which one secures
+			// the connection.
+			return nil, fmt.Errorf("the DSN sets tls=%s and the configuration has TLS on: keep one", mc.TLSConfig)
+		}
+		mc.TLSConfig = c.TLSName
+	}
 	mc.ParseTime = true
 	mc.Loc = time.UTC
 	// Multi-row upserts carry thousands of placeholders; without
@@ -216,5 +304,5 @@ func driverConfig(mc *mysql.Config) *mysql.Config {
 	if mc.Timeout == 0 {
 		mc.Timeout = DefaultDialTimeout
 	}
-	return mc
+	return mc, nil
 }

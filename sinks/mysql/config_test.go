@@ -1,9 +1,17 @@
 package mysql
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/promoflow/promoflow/internal/testenv"
 )
 
 func TestRoute(t *testing.T) {
@@ -132,5 +140,143 @@ func TestInsertSQL(t *testing.T) {
 	}
 	if strings.Contains(got, "result_id = VALUES") || strings.Contains(got, "created_at") {
 		t.Errorf("insertSQL updates the key or created_at: %s", got)
+	}
+}
+
+func TestConfigRegisterTLS(t *testing.T) {
+	pool := x509.NewCertPool()
+	tc := &tls.Config{RootCAs: pool, ServerName: "db.internal", MinVersion: tls.VersionTLS12}
+	layouts := map[string]Config{
+		"dsn":    {DSN: "promoflow@tcp(db-0:3306)/"},
+		"shards": {Shards: []string{"promoflow@tcp(db-0:3306)/pf_0", "promoflow@tcp(db-1:3306)/pf_1"}},
+	}
+	for name, c := range layouts {
+		t.Run(name, func(t *testing.T) {
+			if err := c.RegisterTLS(tc); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(c.TLSName, "promoflow-mysql-") {
+				t.Fatalf("TLSName = %q", c.TLSName)
+			}
+			c.TLS.Enabled = true
+			c.Defaults()
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			shards, err := c.shardConfigs()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, mc := range shards {
+				dsn := mc.FormatDSN()
+				if mc.TLSConfig != c.TLSName || !strings.Contains(dsn, "tls="+c.TLSName) {
+					t.Errorf("shard %d: DSN %s does not use tls=%s", i, dsn, c.TLSName)
+				}
+				// The name resolves, through the driver's registry, to a
+				// copy of tc.
+				parsed, err := mysql.ParseDSN(dsn)
+				if err != nil {
+					t.Fatalf("shard %d: parsing %s: %v", i, dsn, err)
+				}
+				if parsed.TLS == nil || parsed.TLS.ServerName != "db.internal" || parsed.TLS.RootCAs != pool || parsed.TLS == tc {
+					t.Errorf("shard %d: the registered TLS config is %+v", i, parsed.TLS)
+				}
+			}
+		})
+	}
+	var a, b Config
+	if err := a.RegisterTLS(tc); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.RegisterTLS(tc); err != nil {
+		t.Fatal(err)
+	}
+	if a.TLSName == b.TLSName {
+		t.Errorf("two registrations share the name %s", a.TLSName)
+	}
+	if err := a.RegisterTLS(nil); err == nil {
+		t.Error("RegisterTLS(nil) succeeded")
+	}
+}
+
+func TestConfigTLSRejects(t *testing.T) {
+	enabled := Config{TLS: TLSConfig{Enabled: true, CAFile: "/ca.pem"}}
+	enabled.Defaults()
+	if err := enabled.Validate(); err == nil || !strings.Contains(err.Error(), "tls.enabled is set but no TLS configuration is registered") {
+		t.Errorf("TLS enabled but not registered: Validate() = %v", err)
+	}
+	for _, c := range []Config{
+		{DSN: "u@tcp(a:3306)/?tls=true"},
+		{Shards: []string{"u@tcp(a:3306)/d0", "u@tcp(b:3306)/d1?tls=skip-verify"}},
+	} {
+		if err := c.RegisterTLS(&tls.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		c.Defaults()
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "keep one") {
+			t.Errorf("%v with TLS registered: Validate() = %v, want the conflict", c.DSN+strings.Join(c.Shards, ","), err)
+		}
+	}
+	// Without the tls block, a DSN's own tls parameter is left alone.
+	own := Config{DSN: "u@tcp(a:3306)/?tls=skip-verify"}
+	own.Defaults()
+	shards, err := own.shardConfigs()
+	if err != nil || shards[0].TLSConfig != "skip-verify" {
+		t.Errorf("DSN's own tls: %v, %v", shards, err)
+	}
+}
+
+func TestConfigPassword(t *testing.T) {
+	c := Config{Shards: []string{"u:old@tcp(a:3306)/d0", "u@tcp(b:3306)/d1"}, Password: "p@ss:w/rd"}
+	c.Defaults()
+	shards, err := c.shardConfigs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, mc := range shards {
+		if mc.Passwd != "p@ss:w/rd" {
+			t.Errorf("shard %d: password %q, want Password", i, mc.Passwd)
+		}
+	}
+	c.Password = ""
+	shards, _ = c.shardConfigs()
+	if shards[0].Passwd != "old" || shards[1].Passwd != "" {
+		t.Errorf("without Password the DSNs' own: %q, %q", shards[0].Passwd, shards[1].Passwd)
+	}
+
+	for _, tc := range []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{DSN: "root@tcp(h:3306)/"}, false},
+		{Config{DSN: "root:pw@tcp(h:3306)/"}, true},
+		{Config{DSN: "root@tcp(h:3306)/", Shards: []string{"u@tcp(a)/d0", "u:pw@tcp(b)/d1"}}, true},
+		{Config{DSN: "not a dsn"}, false},
+		{Config{}, false},
+	} {
+		if got := tc.cfg.HasDSNPassword(); got != tc.want {
+			t.Errorf("HasDSNPassword(%q %q) = %v, want %v", tc.cfg.DSN, tc.cfg.Shards, got, tc.want)
+		}
+	}
+}
+
+// TestIntegrationTLSRequested shows that the sink asks the server for TLS
+// when a TLS configuration is registered: the local test server has none,
+// so connecting fails, and nothing is created.
+func TestIntegrationTLSRequested(t *testing.T) {
+	if os.Getenv("PROMOFLOW_SKIP_INTEGRATION") == "1" {
+		t.Skip("PROMOFLOW_SKIP_INTEGRATION=1")
+	}
+	c := Config{DSN: testenv.MySQLDSN(), DatabasePrefix: testenv.Name("pf"), TLS: TLSConfig{Enabled: true}}
+	if err := c.RegisterTLS(&tls.Config{MinVersion: tls.VersionTLS12}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(testenv.Context(t, 30*time.Second), c)
+	if err == nil {
+		_ = s.Close()
+		t.Fatal("New connected without TLS to a server that has none")
+	}
+	if !strings.Contains(err.Error(), "TLS") {
+		t.Errorf("New: %v, want a TLS error", err)
 	}
 }
