@@ -46,6 +46,9 @@ type IssueOptions struct {
 	// and once at the end.
 	Progress      func(IssueProgress)
 	ProgressEvery time.Duration
+	// ClientOpts are extra franz-go options (TLS, SASL) for the client that
+	// reads the decisions back; brokers passed to Issue are its seeds.
+	ClientOpts []kgo.Opt
 }
 
 // IssueProgress is a snapshot of a running Issue.
@@ -155,7 +158,7 @@ func Issue(ctx context.Context, p *Producer, brokers []string, users []string, o
 		// an earlier one. (This labels the report only, and relies on the
 		// processor's clock agreeing with this machine's; the guarantee
 		// that nothing is issued twice does not.)
-		if err := waitDecisions(ctx, brokers, from, start, opts.Wait, byEvent, rep, &mu, pending, &decided); err != nil {
+		if err := waitDecisions(ctx, brokers, opts.ClientOpts, from, start, opts.Wait, byEvent, rep, &mu, pending, &decided); err != nil {
 			return nil, err
 		}
 	}
@@ -218,8 +221,9 @@ func progressLoop(ctx context.Context, opts IssueOptions, total int, start time.
 
 // waitDecisions reads coupon.grants from the given offsets until every
 // pending event of the issue has its decision or wait passes.
-func waitDecisions(ctx context.Context, brokers []string, from map[int32]kgo.Offset, since time.Time, wait time.Duration, byEvent map[string]int, rep *IssueReport, mu *sync.Mutex, pending int, decided *atomic.Int64) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{TopicGrants: from}))
+func waitDecisions(ctx context.Context, brokers []string, clientOpts []kgo.Opt, from map[int32]kgo.Offset, since time.Time, wait time.Duration, byEvent map[string]int, rep *IssueReport, mu *sync.Mutex, pending int, decided *atomic.Int64) error {
+	opts := append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{TopicGrants: from})}, clientOpts...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}

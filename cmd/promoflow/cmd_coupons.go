@@ -177,7 +177,7 @@ func runIssue(ctx context.Context, cfg *Config, app, batch, usersPath, format, i
 		return err
 	}
 	defer p.Close()
-	opts := producers.IssueOptions{BatchID: batch, IssueID: issueID, Round: round, Wait: wait}
+	opts := producers.IssueOptions{BatchID: batch, IssueID: issueID, Round: round, Wait: wait, ClientOpts: cfg.kafkaOpts()}
 	if !quiet {
 		opts.Progress = func(pr producers.IssueProgress) {
 			fmt.Fprintf(os.Stderr, "issue %s: published %d/%d, decided %d/%d (%.0f%%), %.0f users/s\n", batch, pr.Acked, pr.Total, pr.Decided, pr.Total,
