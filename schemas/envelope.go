@@ -106,6 +106,10 @@ func appendString(b []byte, s string) []byte {
 			b = append(b, '\\', 'r')
 		case '\t':
 			b = append(b, '\\', 't')
+		case '\b': // as encoding/json does since Go 1.22
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
 		default: // other control characters and HTML-sensitive <, >, &
 			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 		}
@@ -250,6 +254,11 @@ func (d *Decoder) checkKeyAndTime(r *registry, env *Envelope, tv TypeVersion, fi
 	if f := r.keyFields[tv]; f != "" {
 		if got := field(f); got != env.Key {
 			return invalid(ReasonKeyMismatch, "key %q is not payload.%s %q", truncateString(env.Key, 64), f, truncateString(got, 64))
+		}
+	}
+	if rule := keyRules[tv]; rule != nil {
+		if err := rule(env.Key, field); err != nil {
+			return err
 		}
 	}
 	if d.MaxSkew >= 0 {

@@ -160,6 +160,9 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 	f.Add([]byte("\"\\ud800\""))
 	f.Add([]byte(strings.Replace(validClaim, `"payload"`, `"pay\u006coad"`, 1)))
 	f.Add([]byte(strings.Replace(validClaim, `}}`, `},"payload":{"batch_id":"B2","user_id":"u1"}}`, 1)))
+	f.Add([]byte(validBroadcast))
+	f.Add([]byte(validDirect))
+	f.Add([]byte(validWithdrawal))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := testDecoder()
 		got, gerr := d.Decode(b)
@@ -181,6 +184,7 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 		for _, mk := range []func() any{
 			func() any { return &ClaimRequested{} }, func() any { return &BatchDefined{} }, func() any { return &GrantDecided{} },
 			func() any { return &ActivityDefined{} }, func() any { return &EntryRecorded{} }, func() any { return &MemberUpdated{} },
+			func() any { return &StationMessagePublished{} }, func() any { return &StationMessageWithdrawn{} },
 		} {
 			fast, slow := mk(), mk()
 			ferr := got.DecodePayload(fast)

@@ -105,6 +105,7 @@ func TestChaos(t *testing.T) {
 	if !ok {
 		t.Fatalf("PROMOFLOW_CHAOS=%q: want short or full", modeName)
 	}
+	chaosLock(t)
 	guard := newServiceGuard(t)
 	defer guard.restore(t.Logf)
 
@@ -131,6 +132,34 @@ func TestChaos(t *testing.T) {
 	}
 	// On stdout, so that it shows with or without -v.
 	fmt.Print("\n" + chaosTable(mode, rows) + "\n")
+}
+
+// chaosLock serialises fault suites on this machine (scripts/test of two
+// checkouts, say): two of them stopping the same services would break each
+// other. It waits up to 10 minutes for the other run.
+func chaosLock(t *testing.T) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "promoflow-chaos.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
+	for start, said := time.Now(), false; ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return
+		}
+		if err != syscall.EWOULDBLOCK {
+			t.Fatalf("locking %s: %v", f.Name(), err)
+		}
+		if time.Since(start) > 10*time.Minute {
+			t.Fatalf("another fault suite has held %s for 10 minutes", f.Name())
+		}
+		if !said {
+			said = true
+			t.Logf("another fault suite is running on this machine; waiting for it (%s)", f.Name())
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // chaosRow is one line of the final table.
@@ -1659,7 +1688,7 @@ func faultService(s service) func(t *testing.T, ctx context.Context, e *chaosEnv
 		}
 		defer e.guard.restore(t.Logf)
 		begin := time.Now()
-		if err := e.guard.stop(ctx, s); err != nil {
+		if err := e.guard.stop(ctx, s, t.Logf); err != nil {
 			t.Fatalf("stopping %s: %v", s, err)
 		}
 		down := time.Now()
@@ -1884,13 +1913,14 @@ type serviceGuard struct {
 	repo     string
 	mu       sync.Mutex
 	stopped  map[service]bool
-	rdbFile  string // a dump written by our SHUTDOWN SAVE, removed once Redis is back
+	pids     map[service]int // the server process each stop ended
+	rdbFile  string          // a dump written by our SHUTDOWN SAVE, removed once Redis is back
 	stopSigs func()
 }
 
 func newServiceGuard(t *testing.T) *serviceGuard {
 	repo, _ := filepath.Abs(filepath.Join("..", ".."))
-	g := &serviceGuard{repo: repo, stopped: map[service]bool{}}
+	g := &serviceGuard{repo: repo, stopped: map[service]bool{}, pids: map[service]int{}}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	quit := make(chan struct{})
@@ -1925,19 +1955,26 @@ func newServiceGuard(t *testing.T) *serviceGuard {
 	return g
 }
 
+// stopWait bounds how long a server may take to exit after its shutdown
+// command: MariaDB waits for connections stuck in the server (another
+// test's, say) and ClickHouse for its queries.
+const stopWait = 3 * time.Minute
+
 // stop stops s through its own client (Redis SHUTDOWN SAVE, so its data
 // survives the restart as it would with persistence on; MariaDB SHUTDOWN;
 // ClickHouse SYSTEM SHUTDOWN) and waits until its process has exited.
-func (g *serviceGuard) stop(ctx context.Context, s service) error {
+func (g *serviceGuard) stop(ctx context.Context, s service, logf func(string, ...any)) error {
 	port := map[service]string{svcRedis: testenv.RedisAddr(), svcMariaDB: "127.0.0.1:3306", svcClickHouse: testenv.ClickHouseAddr()}[s]
 	_, p, _ := net.SplitHostPort(port)
 	portN, _ := strconv.Atoi(p)
 	pid := listenerPID(portN)
 	g.mu.Lock()
 	g.stopped[s] = true
+	g.pids[s] = pid
 	g.mu.Unlock()
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, stopWait)
 	defer cancel()
+	var before string // MariaDB's connections before the shutdown, for a slow stop
 	switch s {
 	case svcRedis:
 		rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(), MaxRetries: -1})
@@ -1957,6 +1994,7 @@ func (g *serviceGuard) stop(ctx context.Context, s service) error {
 			return err
 		}
 		defer db.Close()
+		before = mysqlProcessList(sctx, db)
 		db.ExecContext(sctx, "SHUTDOWN")
 	case svcClickHouse:
 		c, err := chgo.Open(&chgo.Options{Addr: []string{testenv.ClickHouseAddr()}})
@@ -1968,6 +2006,7 @@ func (g *serviceGuard) stop(ctx context.Context, s service) error {
 	}
 	// Wait for the process to exit (start-stop-daemon --oknodo would
 	// otherwise take the exiting one for a running server).
+	start, warned := time.Now(), false
 	for {
 		gone := pid == 0 || syscall.Kill(pid, 0) != nil
 		if gone {
@@ -1977,12 +2016,34 @@ func (g *serviceGuard) stop(ctx context.Context, s service) error {
 				return nil
 			}
 		}
+		if !warned && time.Since(start) > 20*time.Second {
+			warned = true
+			logf("%s (pid %d) is slow to stop; waiting up to %s. Connections before the shutdown:\n%s", s, pid, stopWait, before)
+		}
 		select {
 		case <-sctx.Done():
-			return fmt.Errorf("%s (pid %d) did not stop", s, pid)
+			return fmt.Errorf("%s (pid %d) did not stop within %s", s, pid, stopWait)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// mysqlProcessList describes the server's other connections.
+func mysqlProcessList(ctx context.Context, db *sql.DB) string {
+	rs, err := db.QueryContext(ctx, "SELECT id, user, host, IFNULL(db, ''), command, time, IFNULL(state, ''), LEFT(IFNULL(info, ''), 120) FROM information_schema.processlist WHERE id <> CONNECTION_ID()")
+	if err != nil {
+		return err.Error()
+	}
+	defer rs.Close()
+	var b strings.Builder
+	for rs.Next() {
+		var id, tm int64
+		var user, host, dbName, cmd, state, info string
+		if rs.Scan(&id, &user, &host, &dbName, &cmd, &tm, &state, &info) == nil {
+			fmt.Fprintf(&b, "  %d %s@%s db=%s %s %ds %s %q\n", id, user, host, dbName, cmd, tm, state, info)
+		}
+	}
+	return b.String()
 }
 
 // restore starts every stopped service with scripts/services, retrying.
@@ -1993,6 +2054,15 @@ func (g *serviceGuard) restore(logf func(string, ...any)) error {
 	for _, s := range []service{svcRedis, svcMariaDB, svcClickHouse} {
 		if !g.stopped[s] {
 			continue
+		}
+		// A server still shutting down would be taken for a running one.
+		if pid := g.pids[s]; pid != 0 {
+			for start := time.Now(); syscall.Kill(pid, 0) == nil && time.Since(start) < 2*stopWait; {
+				time.Sleep(200 * time.Millisecond)
+			}
+			if syscall.Kill(pid, 0) == nil {
+				logf("%s: the old server (pid %d) is still exiting; starting anyway", s, pid)
+			}
 		}
 		var err error
 		for try := 0; try < 3; try++ {

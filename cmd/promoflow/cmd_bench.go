@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/promoflow/promoflow/internal/metrics"
 	"github.com/promoflow/promoflow/internal/stream"
 	"github.com/promoflow/promoflow/processors/coupon"
 	"github.com/promoflow/promoflow/schemas"
@@ -78,7 +80,7 @@ func runBench(ctx context.Context, cfgPath, standins string, claims, users int, 
 	cfg.Runtime.SessionTimeout = 10 * time.Second
 	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffff)
 	fmt.Fprintln(out, "Components:")
-	env, err := startEmbedded(ctx, cfg, runID, standins, out)
+	env, err := startEmbedded(ctx, cfg, runID, standins, "", out)
 	if err != nil {
 		return err
 	}
@@ -99,6 +101,8 @@ func runBench(ctx context.Context, cfgPath, standins string, claims, users int, 
 	fmt.Fprintf(out, "   %.0f records/s\n", kafkaRate)
 
 	env.parts.log = quietLogger(os.Stderr, slog.LevelWarn)
+	// The metrics are on, as in production (their cost is in the numbers).
+	env.parts.metrics = metrics.New()
 	p, err := buildPipeline(ctx, cfg, allStages, env.parts)
 	if err != nil {
 		return err
@@ -146,6 +150,11 @@ func runBench(ctx context.Context, cfgPath, standins string, claims, users int, 
 	// slow them down.
 	want := map[string]int64{stageMySQL: int64(claims), stageClickHouse: 2 * int64(claims)}
 	if err := waitCommitted(ctx, p, base, want, runDone); err != nil {
+		return err
+	}
+	// The sinks also read coupon.states, so their committed counts reach
+	// the claims before every grant is stored: wait for the rows as well.
+	if err := waitRows(ctx, env.counters, int64(claims), runDone); err != nil {
 		return err
 	}
 	e2e := time.Since(start)
@@ -244,17 +253,44 @@ func waitResults(ctx context.Context, t *sampler, n int64, runDone <-chan error)
 // waitCommitted waits until each named stage has committed want more input
 // records than it had in base.
 func waitCommitted(ctx context.Context, p *pipeline, base map[string]stream.Stats, want map[string]int64, runDone <-chan error) error {
-	deadline := time.After(10 * time.Minute)
-	for {
-		done := true
+	return pollPipeline(ctx, runDone, 10*time.Minute, func() (bool, error) {
 		now := p.Stats()
 		for name, n := range want {
 			if now[name].Committed-base[name].Committed < n {
-				done = false
+				return false, nil
 			}
 		}
-		if done {
-			return nil
+		return true, nil
+	})
+}
+
+// waitRows waits until every sink holds n grant rows, or a minute.
+func waitRows(ctx context.Context, counters map[string]grantCounter, n int64, runDone <-chan error) error {
+	err := pollPipeline(ctx, runDone, time.Minute, func() (bool, error) {
+		for name, c := range counters {
+			got, err := c.CountGrants(ctx)
+			if err != nil {
+				return false, fmt.Errorf("counting rows in %s: %w", name, err)
+			}
+			if got < n {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if errors.Is(err, errTimeout) {
+		return fmt.Errorf("the sinks do not hold %d rows after a minute: %w", n, err)
+	}
+	return err
+}
+
+// pollPipeline calls done every 20ms until it reports true or an error,
+// ctx ends, the pipeline stops, or timeout passes (errTimeout).
+func pollPipeline(ctx context.Context, runDone <-chan error, timeout time.Duration, done func() (bool, error)) error {
+	deadline := time.After(timeout)
+	for {
+		if ok, err := done(); ok || err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():

@@ -20,7 +20,7 @@ func init() {
 	register(&command{
 		name:    "demo",
 		summary: "run the whole pipeline on the embedded default with a realistic burst of claims",
-		usage:   "[--claims N] [--users N] [--stock N] [--standins auto|always|never]",
+		usage:   "[--claims N] [--users N] [--stock N] [--standins auto|always|never] [--serve HOST:PORT]",
 		help: `Starts an in-process Kafka broker (kfake), uses the real Redis, MySQL and
 ClickHouse where they are reachable (and embedded stand-ins where not, saying
 which), runs every processor and sink, and publishes a burst of claims: many
@@ -32,7 +32,12 @@ that fires by itself a few seconds later over --lottery-users participants
 (some delivered twice) and an instant-win activity; the draw is read back from
 MySQL and verified from its revealed seed, as "promoflow draw verify" does. Exits non-zero if one did
 not. Needs nothing but Go; real servers are used in their own databases/keys
-(promoflow_demo, pfdemo:*), which are reset or removed.`,
+(promoflow_demo, pfdemo:*), which are reset or removed.
+
+--serve HOST:PORT serves the live campaign page and its API (as "promoflow
+serve" does, docs/campaign-page.md) from the demo's own stores while the
+demo runs and after it, until Ctrl-C: it prints the URL to open, e.g.
+  promoflow demo --serve 127.0.0.1:8080    then open http://127.0.0.1:8080/campaigns`,
 		flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 			cfgPath := fs.String("config", "", "YAML configuration file (Redis/MySQL/ClickHouse addresses)")
 			claims := fs.Int("claims", 100_000, "distinct claim events to publish")
@@ -47,6 +52,7 @@ not. Needs nothing but Go; real servers are used in their own databases/keys
 			timeout := fs.Duration("timeout", 10*time.Minute, "give up if the pipeline has not caught up by then")
 			verbose := fs.Bool("v", false, "show the pipeline's info logs")
 			cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+			serve := fs.String("serve", "", "serve the live campaign page and its API at HOST:PORT during and after the demo, until Ctrl-C")
 			return func(ctx context.Context, args []string) error {
 				if *cpuprofile != "" {
 					stop, err := startCPUProfile(*cpuprofile)
@@ -73,11 +79,22 @@ not. Needs nothing but Go; real servers are used in their own databases/keys
 				if *verbose {
 					level = slog.LevelInfo
 				}
-				rep, err := runScenario(ctx, *cfgPath, s, *standins, *timeout, level, os.Stdout)
+				var opts demoOptions
+				if *serve != "" {
+					opts.serve = &demoServe{addr: *serve, after: func(ctx context.Context, run demoRun) error {
+						run.rep.print(os.Stdout)
+						fmt.Fprintf(os.Stdout, "\nThe demo is over; its campaign page stays up at %s until Ctrl-C.\n", run.url)
+						<-ctx.Done()
+						return nil
+					}}
+				}
+				rep, err := runScenario(ctx, *cfgPath, s, *standins, *timeout, level, os.Stdout, opts)
 				if err != nil {
 					return err
 				}
-				rep.print(os.Stdout)
+				if opts.serve == nil {
+					rep.print(os.Stdout)
+				}
 				if len(rep.breaches) > 0 {
 					return fmt.Errorf("%d invariant(s) broken", len(rep.breaches))
 				}
@@ -102,14 +119,14 @@ type report struct {
 
 // runScenario runs a scenario end to end on the embedded environment and
 // checks the invariants.
-func runScenario(ctx context.Context, cfgPath string, s scenario, standins string, timeout time.Duration, level slog.Level, out io.Writer) (*report, error) {
+func runScenario(ctx context.Context, cfgPath string, s scenario, standins string, timeout time.Duration, level slog.Level, out io.Writer, opts demoOptions) (*report, error) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Runtime.SessionTimeout = 10 * time.Second
 	fmt.Fprintln(out, "Components:")
-	env, err := startEmbedded(ctx, cfg, s.RunID, standins, out)
+	env, err := startEmbedded(ctx, cfg, s.RunID, standins, opts.database, out)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +136,15 @@ func runScenario(ctx context.Context, cfgPath string, s scenario, standins strin
 	p, err := buildPipeline(ctx, cfg, allStages, env.parts)
 	if err != nil {
 		return nil, err
+	}
+	var pageURL string
+	if opts.serve != nil {
+		stop, url, err := opts.serve.start(ctx, cfg, env, p, out)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		pageURL = url
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -198,6 +224,11 @@ func runScenario(ctx context.Context, cfgPath string, s scenario, standins strin
 		}
 		rep.lottery = lr
 		rep.breaches = append(rep.breaches, lr.breaches...)
+	}
+	if opts.serve != nil && opts.serve.after != nil {
+		if err := opts.serve.after(ctx, demoRun{rep: rep, url: pageURL, brokers: env.brokers}); err != nil {
+			return nil, err
+		}
 	}
 	stopRun()
 	if err := <-runDone; err != nil {

@@ -114,7 +114,7 @@ Examples:
 						Topic: cfg.Runtime.DLQTopic, Filter: filter, Limit: *limit, JSON: *asJSON,
 						ClientOpts: cfg.kafkaOpts(),
 					}, os.Stdout)
-					return err
+					return cfg.Kafka.wrap(err)
 				}
 				topo, err := topology.Load()
 				if err != nil {
@@ -125,7 +125,7 @@ Examples:
 					ClientOpts: cfg.kafkaOpts(),
 				}, os.Stdout)
 				if err != nil {
-					return err
+					return cfg.Kafka.wrap(err)
 				}
 				if len(rep.Refused) > 0 {
 					return fmt.Errorf("%d selected dead letters refused (see above)", len(rep.Refused))

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/promoflow/promoflow/internal/gateway"
+	"github.com/promoflow/promoflow/internal/metrics"
 	"github.com/promoflow/promoflow/internal/topology"
 	"github.com/promoflow/promoflow/producers"
 )
@@ -31,6 +32,8 @@ speak Kafka:
                                      (Content-Type application/x-ndjson)
   GET  /healthz                      the process is up
   GET  /readyz                       Kafka is reachable
+  GET  /metrics                      Prometheus metrics: requests per route and
+                                     status code, their latency (docs/operations.md)
 
 Each envelope is validated as the Go SDK does and published through it to the
 topic topics.yaml names for its type; the answer says per event accepted or
@@ -129,6 +132,7 @@ func runGateway(ctx context.Context, cfg *Config, getenv func(string) string, li
 		return fmt.Errorf("listening on gateway.addr: %w", err)
 	}
 	hs := srv.HTTPServer(g.Addr)
+	hs.Handler = withMetrics("gateway", hs.Handler, metrics.New())
 	log.Info("gateway listening", "addr", ln.Addr().String(), "apps", ids, "brokers", cfg.Kafka.Brokers)
 	if listening != nil {
 		listening(ln.Addr())

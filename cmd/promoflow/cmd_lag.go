@@ -60,7 +60,7 @@ Groups are sorted by name, members by member id.`,
 					return err
 				}
 				defer cl.Close()
-				return listGroups(ctx, kadm.NewClient(cl), os.Stdout)
+				return cfg.Kafka.wrap(listGroups(ctx, kadm.NewClient(cl), os.Stdout))
 			}
 		},
 	})
@@ -90,7 +90,7 @@ lag. An unknown group is reported as such and is not an error.`,
 				if err != nil {
 					return err
 				}
-				return reportLag(ctx, cfg.Kafka.Brokers, groups, os.Stdout, cfg.kafkaOpts()...)
+				return cfg.Kafka.wrap(reportLag(ctx, cfg.Kafka.Brokers, groups, os.Stdout, cfg.kafkaOpts()...))
 			}
 		},
 	})

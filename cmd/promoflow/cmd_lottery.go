@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -171,23 +170,7 @@ func lotteryFlags(fs *flag.FlagSet) func(context.Context, []string) error {
 
 // readActivity reads and checks a definition from JSON or YAML.
 func readActivity(path string) (*schemas.ActivityDefined, error) {
-	b, err := readInput(path)
-	if err != nil {
-		return nil, err
-	}
-	if b, err = yamlToJSON(b); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	var def schemas.ActivityDefined
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&def); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if err := lottery.CheckActivity(&def); err != nil {
-		return nil, fmt.Errorf("checking %s: %w", path, err)
-	}
-	return &def, nil
+	return readDefinition(path, lottery.CheckActivity)
 }
 
 // lotteryPublish publishes p and, with wait, reads lottery.results from the

@@ -61,12 +61,7 @@ func init() {
 				} else {
 					err = listTopics(ctx, adm, topo, cmdStdout)
 				}
-				if err != nil {
-					// Against a broker that drops the connection on bad
-					// credentials the error alone is a bare EOF.
-					return fmt.Errorf("%s: %w", cfg.Kafka.describe(), err)
-				}
-				return nil
+				return cfg.Kafka.wrap(err)
 			}
 		},
 	})

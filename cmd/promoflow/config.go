@@ -30,6 +30,11 @@ type Config struct {
 	Lottery    LotteryConfig     `yaml:"lottery"`
 	Log        LogConfig         `yaml:"log"`
 	Gateway    GatewayConfig     `yaml:"gateway"`
+	Referral   ReferralConfig    `yaml:"referral"`
+	Metrics    MetricsConfig     `yaml:"metrics"`
+	Station    StationConfig     `yaml:"station"`
+	Recommend  RecommendConfig   `yaml:"recommend"`
+	Crowds     CrowdsConfig      `yaml:"crowds"`
 }
 
 // KafkaConfig says where the brokers are and how to reach them.
@@ -169,6 +174,61 @@ type LotteryConfig struct {
 	DecisionTTL time.Duration `yaml:"decision_ttl"`
 }
 
+// CrowdsConfig tunes the crowd tables and their maintenance
+// (docs/crowds.md).
+type CrowdsConfig struct {
+	// AheadDays is how many days after today routine tables are created
+	// ahead. Default 3.
+	AheadDays int `yaml:"ahead_days"`
+	// RetentionDays is how many days of routine tables are kept; older ones
+	// are backed up and dropped whole. Default 7.
+	RetentionDays int `yaml:"retention_days"`
+	// Backup is what happens to a routine table past the retention before
+	// it leaves: archive (moved into <database>_archive), dump (a gzip'd
+	// TSV file under dump_dir) or none. Default archive.
+	Backup string `yaml:"backup"`
+	// DumpDir is where dumps go (backup dump).
+	DumpDir string `yaml:"dump_dir"`
+	// MaintainInterval is how often `promoflow run` (with the sink-crowd
+	// stage) maintains the tables, besides at start. Default 1h.
+	MaintainInterval time.Duration `yaml:"maintain_interval"`
+	// TimeZone is the zone days are cut in. Default UTC.
+	TimeZone string `yaml:"time_zone"`
+}
+
+// location returns the crowds' time zone.
+func (c CrowdsConfig) location() (*time.Location, error) {
+	if c.TimeZone == "" {
+		return time.UTC, nil
+	}
+	return time.LoadLocation(c.TimeZone)
+}
+
+// StationConfig tunes station messages (站内信, docs/station-messages.md).
+type StationConfig struct {
+	// Lookback is how old (by published_at) a message to all users may be
+	// when a user's inbox would receive it: a user who reads for the first
+	// time, or after a long absence, gets only the messages of this window.
+	// Default 720h (30 days); at least 1h.
+	Lookback time.Duration `yaml:"lookback"`
+}
+
+// RecommendConfig tunes the recommendation processor
+// (docs/recommendations.md).
+type RecommendConfig struct {
+	// RulesFile is the recommendation rules (YAML). Empty uses the built-in
+	// rules, the example of docs/recommendations.md. The file is reloaded
+	// without a restart when it changes and on SIGHUP. Default empty.
+	RulesFile string `yaml:"rules_file"`
+	// RulesPoll is how often the rules file is checked for changes.
+	// Default 5s.
+	RulesPoll time.Duration `yaml:"rules_poll"`
+	// DecisionTTL is how long behaviour event ids and top-N decisions are
+	// remembered; keep it above the behaviour topic's retention. Default
+	// 192h (8 days).
+	DecisionTTL time.Duration `yaml:"decision_ttl"`
+}
+
 // GatewayConfig configures `promoflow gateway`, the HTTP ingest gateway
 // (docs/gateway.md). Zero fields take the defaults; its methods are in
 // cmd_gateway.go.
@@ -235,6 +295,7 @@ func loadConfig(path string) (*Config, error) {
 		return nil, err
 	}
 	c.applyEnv(os.Getenv)
+	c.applyLogFlags()
 	c.defaults()
 	if err := c.loadFiles(); err != nil {
 		return nil, err
@@ -412,8 +473,10 @@ var envOverrides = []struct{ name, doc string }{
 	{"PROMOFLOW_CLICKHOUSE_DATABASE", "ClickHouse database"},
 	{"PROMOFLOW_CLICKHOUSE_USERNAME", "ClickHouse user"},
 	{"PROMOFLOW_CLICKHOUSE_PASSWORD", "ClickHouse password"},
+	{"PROMOFLOW_RECOMMEND_RULES_FILE", "recommendation rules file"},
 	{"PROMOFLOW_LOG_FORMAT", "text or json"},
 	{"PROMOFLOW_LOG_LEVEL", "debug, info, warn or error"},
+	{"PROMOFLOW_METRICS_LISTEN", "address of run's /metrics, /healthz, /readyz, or off"},
 }
 
 func splitList(s string) []string {
@@ -446,8 +509,10 @@ func (c *Config) applyEnv(get func(string) string) {
 	set("PROMOFLOW_CLICKHOUSE_DATABASE", func(v string) { c.ClickHouse.Database = v })
 	set("PROMOFLOW_CLICKHOUSE_USERNAME", func(v string) { c.ClickHouse.Username = v })
 	set("PROMOFLOW_CLICKHOUSE_PASSWORD", func(v string) { c.ClickHouse.Password = v })
+	set("PROMOFLOW_RECOMMEND_RULES_FILE", func(v string) { c.Recommend.RulesFile = v })
 	set("PROMOFLOW_LOG_FORMAT", func(v string) { c.Log.Format = v })
 	set("PROMOFLOW_LOG_LEVEL", func(v string) { c.Log.Level = v })
+	set("PROMOFLOW_METRICS_LISTEN", func(v string) { c.Metrics.Listen = v })
 }
 
 func (c *Config) defaults() {
@@ -478,6 +543,30 @@ func (c *Config) defaults() {
 	if c.Lottery.DecisionTTL == 0 {
 		c.Lottery.DecisionTTL = 8 * 24 * time.Hour
 	}
+	if c.Station.Lookback == 0 {
+		c.Station.Lookback = mysql.DefaultLookback
+	}
+	if c.Crowds.AheadDays == 0 {
+		c.Crowds.AheadDays = 3
+	}
+	if c.Crowds.RetentionDays == 0 {
+		c.Crowds.RetentionDays = 7
+	}
+	if c.Crowds.Backup == "" {
+		c.Crowds.Backup = mysql.BackupArchive
+	}
+	if c.Crowds.MaintainInterval == 0 {
+		c.Crowds.MaintainInterval = time.Hour
+	}
+	if c.Crowds.TimeZone == "" {
+		c.Crowds.TimeZone = "UTC"
+	}
+	if c.Recommend.RulesPoll == 0 {
+		c.Recommend.RulesPoll = 5 * time.Second
+	}
+	if c.Recommend.DecisionTTL == 0 {
+		c.Recommend.DecisionTTL = 8 * 24 * time.Hour
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -487,6 +576,8 @@ func (c *Config) defaults() {
 	c.MySQL.Defaults()
 	c.ClickHouse.Defaults()
 	c.Gateway.defaults()
+	c.Referral.defaults()
+	c.Metrics.defaults()
 }
 
 // Validate checks the whole configuration and reports every problem.
@@ -526,6 +617,36 @@ func (c *Config) Validate() error {
 	if c.Lottery.DecisionTTL < time.Hour {
 		errs = append(errs, fmt.Errorf("lottery.decision_ttl %s: must be at least 1h (and above the requests retention)", c.Lottery.DecisionTTL))
 	}
+	if c.Station.Lookback < time.Hour {
+		errs = append(errs, fmt.Errorf("station.lookback %s: must be at least 1h", c.Station.Lookback))
+	}
+	if c.Crowds.AheadDays < 1 || c.Crowds.AheadDays > 30 {
+		errs = append(errs, fmt.Errorf("crowds.ahead_days %d: must be from 1 to 30", c.Crowds.AheadDays))
+	}
+	if c.Crowds.RetentionDays < 1 || c.Crowds.RetentionDays > 366 {
+		errs = append(errs, fmt.Errorf("crowds.retention_days %d: must be from 1 to 366", c.Crowds.RetentionDays))
+	}
+	switch c.Crowds.Backup {
+	case mysql.BackupArchive, mysql.BackupNone:
+	case mysql.BackupDump:
+		if c.Crowds.DumpDir == "" {
+			errs = append(errs, errors.New("crowds.backup dump needs crowds.dump_dir"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("crowds.backup %q: must be archive, dump or none", c.Crowds.Backup))
+	}
+	if c.Crowds.MaintainInterval < time.Minute {
+		errs = append(errs, fmt.Errorf("crowds.maintain_interval %s: must be at least 1m", c.Crowds.MaintainInterval))
+	}
+	if _, err := c.Crowds.location(); err != nil {
+		errs = append(errs, fmt.Errorf("crowds.time_zone %q: %v", c.Crowds.TimeZone, err))
+	}
+	if c.Recommend.DecisionTTL < time.Hour {
+		errs = append(errs, fmt.Errorf("recommend.decision_ttl %s: must be at least 1h (and above the behaviour.events retention)", c.Recommend.DecisionTTL))
+	}
+	if c.Recommend.RulesPoll < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("recommend.rules_poll %s: must be at least 100ms", c.Recommend.RulesPoll))
+	}
 	if err := c.Kafka.SASL.validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -536,6 +657,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("clickhouse: %w", err))
 	}
 	if err := c.Gateway.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Referral.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Metrics.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -608,8 +735,10 @@ func (c *Config) logger() *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Log.Level))
 	opts := &slog.HandlerOptions{Level: lvl}
+	l := slog.New(slog.NewTextHandler(os.Stderr, opts))
 	if c.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		l = slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	redisLog.Store(l)
+	return l
 }

@@ -299,6 +299,8 @@ log:
 		"PROMOFLOW_CLICKHOUSE_PASSWORD":   "env-ch-secret",
 		"PROMOFLOW_LOG_FORMAT":            "json",
 		"PROMOFLOW_LOG_LEVEL":             "warn",
+		"PROMOFLOW_METRICS_LISTEN":        "127.0.0.1:19464",
+		"PROMOFLOW_RECOMMEND_RULES_FILE":  "/etc/promoflow/rules.yaml",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -325,6 +327,8 @@ log:
 		{"PROMOFLOW_CLICKHOUSE_PASSWORD", c.ClickHouse.Password, "env-ch-secret"},
 		{"PROMOFLOW_LOG_FORMAT", c.Log.Format, "json"},
 		{"PROMOFLOW_LOG_LEVEL", c.Log.Level, "warn"},
+		{"PROMOFLOW_METRICS_LISTEN", c.Metrics.Listen, "127.0.0.1:19464"},
+		{"PROMOFLOW_RECOMMEND_RULES_FILE", c.Recommend.RulesFile, "/etc/promoflow/rules.yaml"},
 	}
 	for _, ck := range checks {
 		if !reflect.DeepEqual(ck.got, ck.want) {

@@ -383,4 +383,13 @@ func TestIntegrationOrderTimeValidationAndTCC(t *testing.T) {
 		err := conn.QueryRow(ctx, "SELECT grants, redemptions, conversion FROM `"+e.cfg.ClickHouse.Database+"`.coupon_batch_stats WHERE batch_id = 'PCT10'").Scan(&grants, &redemptions, &conversion)
 		return err == nil && grants == 1 && redemptions == 1 && conversion == 1
 	})
+	// The definitions reach ClickHouse from coupon.admin and price the
+	// budget: each grant at its most (PCT10's cap, FIX50's amount), the
+	// redemption at 10% of the order, capped.
+	waitFor(t, "coupon_budget", func() bool {
+		var granted, redeemed int64
+		err := conn.QueryRow(ctx, "SELECT sumIf(discount_value, src = 'grant'), sumIf(discount_value, src = 'redeem') FROM `"+
+			e.cfg.ClickHouse.Database+"`.coupon_budget").Scan(&granted, &redeemed)
+		return err == nil && granted == 8000+5000 && redeemed == 8000
+	})
 }

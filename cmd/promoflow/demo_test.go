@@ -17,7 +17,7 @@ func TestDemoWithStandins(t *testing.T) {
 	s := scenario{RunID: "t1", Claims: 3000, Users: 1000, HotStock: 200, HotShare: 0.5, Batches: 2,
 		DupRate: 0.1, Malformed: true, Producers: 2, AppID: "demo", LotteryUsers: 2000}
 	var out bytes.Buffer
-	rep, err := runScenario(ctx, "", s, "always", 2*time.Minute, slog.LevelError, &out)
+	rep, err := runScenario(ctx, "", s, "always", 2*time.Minute, slog.LevelError, &out, demoOptions{})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}

@@ -33,6 +33,10 @@ var commands = map[string]*command{}
 // stdout (os.Stdout from main, a buffer in tests).
 var cmdStdout io.Writer = os.Stdout
 
+// cmdStderr is where a running command prints progress and hints:
+// runMain's stderr.
+var cmdStderr io.Writer = os.Stderr
+
 func register(c *command) { commands[c.name] = c }
 
 const overview = `promoflow: event-driven stream processing for marketing campaigns
@@ -46,7 +50,8 @@ Commands:
 %s
 Global configuration: every command that connects takes --config FILE
 (YAML, see docs/configuration.md) and reads PROMOFLOW_* environment
-overrides; flags win over both.
+overrides; flags win over both. Every command takes --log-format text|json
+and --log-level debug|info|warn|error.
 `
 
 func usage(w io.Writer) {
@@ -93,6 +98,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
+	logFlags.format, logFlags.level = "", "" // runMain runs more than once in tests
 	fs := newFlagSet(c, stderr)
 	run := c.flags(fs)
 	positional, err := parseInterspersed(fs, args[1:])
@@ -104,7 +110,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cmdStdout = stdout
+	cmdStdout, cmdStderr = stdout, stderr
 	if err := run(ctx, positional); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -143,6 +149,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 func newFlagSet(c *command, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("promoflow "+c.name, flag.ContinueOnError)
 	fs.SetOutput(out)
+	addGlobalFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: promoflow %s %s\n\n%s\n", c.name, c.usage, strings.Trim(c.help, "\n"))
 		has := false

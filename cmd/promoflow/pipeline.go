@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,10 +19,13 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/promoflow/promoflow/internal/metrics"
 	"github.com/promoflow/promoflow/internal/stream"
 	"github.com/promoflow/promoflow/internal/topology"
 	"github.com/promoflow/promoflow/processors/coupon"
 	"github.com/promoflow/promoflow/processors/lottery"
+	"github.com/promoflow/promoflow/processors/recommend"
+	"github.com/promoflow/promoflow/processors/referral"
 	"github.com/promoflow/promoflow/schemas"
 	"github.com/promoflow/promoflow/sinks/clickhouse"
 	"github.com/promoflow/promoflow/sinks/mysql"
@@ -31,9 +37,13 @@ const (
 	stageLottery    = "lottery"
 	stageMySQL      = "sink-mysql"
 	stageClickHouse = "sink-clickhouse"
+	stageReferral   = "referral"
+	stageStation    = "sink-station"
+	stageCrowd      = "sink-crowd"
+	stageRecommend  = recommend.StageName
 )
 
-var allStages = []string{stageCoupon, stageLottery, stageMySQL, stageClickHouse}
+var allStages = []string{stageCoupon, stageLottery, stageMySQL, stageClickHouse, stageReferral, stageStation, stageRecommend, stageCrowd}
 
 // sinkWriter is a sink as the pipeline holds it.
 type sinkWriter interface {
@@ -48,6 +58,8 @@ type parts struct {
 	rdb        redis.UniversalClient
 	mysql      sinkWriter
 	clickhouse sinkWriter
+	// metrics receives the stages' metrics (nil: none).
+	metrics *metrics.Metrics
 }
 
 // pipeline is the set of stages one `promoflow run` process runs.
@@ -58,8 +70,16 @@ type pipeline struct {
 	views   []*stream.View
 	batches *coupon.Batches
 	acts    *lottery.Activities
+	refActs *referral.Activities
 	closers []func() error
 	rdb     redis.UniversalClient
+	metrics *metrics.Metrics
+	sinks   []sinkWriter // the sinks of the chosen stages (readiness)
+	// rules reloads the recommendation rules file (nil without one).
+	rules *recommend.Watcher
+	// background are jobs that run while the stages run (crowd table
+	// maintenance), until ctx ends.
+	background []func(ctx context.Context)
 }
 
 // stageDecls returns the declarations of every stage, without connecting,
@@ -72,7 +92,10 @@ func stageDeclsWithDLQ(dlq string) []topology.Node {
 	stages := append([]stream.Stage{
 		coupon.New(nil, nil).Stage(), coupon.AdminStage(),
 		lottery.New(nil, nil).Stage(), lottery.AdminStage(nil),
+		referral.New(nil, nil, nil).Stage(), referral.AdminStage(),
+		recommend.New(nil, nil, nil, nil).Stage(),
 	}, sinkStages(nil, nil)...)
+	stages = append(stages, stationStage(nil), crowdStage(nil))
 	nodes := make([]topology.Node, len(stages))
 	for i, s := range stages {
 		nodes[i] = s.Node()
@@ -95,15 +118,32 @@ func typesV1(types ...string) []string {
 var (
 	resultTypes = typesV1(schemas.TypeCouponGrantDecided, schemas.TypeCouponStateChanged, schemas.TypeNotificationRequested,
 		schemas.TypeLotteryActivityCommitted, schemas.TypeLotteryEntryRecorded, schemas.TypeLotteryDrawCompleted,
-		schemas.TypeLotteryPrizeAwarded, schemas.TypeGiftMatchDecided, schemas.TypeGiftMemberRecorded)
+		schemas.TypeLotteryPrizeAwarded, schemas.TypeGiftMatchDecided, schemas.TypeGiftMemberRecorded,
+		schemas.TypeReferralBound, schemas.TypeReferralQualificationDecided, schemas.TypeReferralRewardGranted,
+		schemas.TypeRecommendationMade)
 	inputTypes = typesV1(schemas.TypeCouponClaimRequested, schemas.TypeCouponIssueRequested,
 		schemas.TypeCouponLockRequested, schemas.TypeCouponConfirmRequested, schemas.TypeCouponCancelRequested,
 		schemas.TypeLotteryParticipationRequested, schemas.TypeLotteryDrawRequested,
-		schemas.TypeGiftMemberUpdated, schemas.TypeGiftSendRequested)
+		schemas.TypeGiftMemberUpdated, schemas.TypeGiftSendRequested,
+		schemas.TypeReferralClickRecorded, schemas.TypeReferralRegistered, schemas.TypeReferralQualified,
+		schemas.TypeStationMessagePublished, schemas.TypeStationMessageWithdrawn,
+		schemas.TypeBehaviourEventRecorded)
 )
 
 // resultTopics are the topics of results every sink stores.
-var resultTopics = []string{coupon.TopicGrants, coupon.TopicStates, coupon.TopicNotifications, lottery.TopicResults}
+var resultTopics = []string{coupon.TopicGrants, coupon.TopicStates, coupon.TopicNotifications, lottery.TopicResults, referral.TopicResults,
+	recommend.TopicRecommendations}
+
+// archivedAdminTopics are the admin topics ClickHouse keeps as well, with
+// their types: the batch definitions price coupons in the budget reports
+// (coupon_batches).
+var (
+	archivedAdminTopics = []string{coupon.TopicAdmin}
+	archivedAdminTypes  = []string{
+		schemas.TypeVersion{Type: schemas.TypeCouponBatchDefined, Version: 1}.String(),
+		schemas.TypeVersion{Type: schemas.TypeCouponBatchDefined, Version: 2}.String(),
+	}
+)
 
 // sinkStages declares the sink stages: MySQL keeps results (the system of
 // record); ClickHouse keeps the raw requests and the results (reporting).
@@ -114,8 +154,8 @@ func sinkStages(my, ch stream.BatchWriter) []stream.Stage {
 	m.ClientOpts = sinkFetch
 	m.MaxPollRecords = 20_000
 	c := stream.SinkStage(stageClickHouse, "promoflow-sink-clickhouse",
-		append([]string{coupon.TopicClaims, coupon.TopicOrders, lottery.TopicRequests}, resultTopics...),
-		append(append([]string(nil), inputTypes...), resultTypes...), ch)
+		append(append([]string{coupon.TopicClaims, coupon.TopicOrders, lottery.TopicRequests, referral.TopicEvents, topicStation, recommend.TopicBehaviour}, resultTopics...), archivedAdminTopics...),
+		append(append(append([]string(nil), inputTypes...), resultTypes...), archivedAdminTypes...), ch)
 	c.ClientOpts = sinkFetch
 	c.MaxPollRecords = 20_000
 	// The processors own their input topics and dead-letter invalid
@@ -191,6 +231,16 @@ func (s SASLConfig) mechanism() sasl.Mechanism {
 	return nil
 }
 
+// wrap prefixes a Kafka command's error with how the clients reach Kafka:
+// against a broker that drops the connection on bad credentials the error
+// alone is a bare EOF. It returns nil for nil.
+func (k KafkaConfig) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", k.describe(), err)
+}
+
 // describe says how the clients reach Kafka, for errors: the brokers, TLS
 // and the SASL mechanism and user (never the password).
 func (k KafkaConfig) describe() string {
@@ -228,13 +278,14 @@ func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) 
 	if log == nil {
 		log = cfg.logger()
 	}
-	p := &pipeline{cfg: cfg, log: log}
+	p := &pipeline{cfg: cfg, log: log, metrics: pt.metrics}
 	defer func() {
 		if err != nil {
 			p.close()
 		}
 	}()
 	scfg := cfg.streamConfig(log)
+	scfg.Metrics = pt.metrics
 
 	if has(stages, stageCoupon) {
 		rdb, err := p.redis(ctx, pt)
@@ -302,6 +353,17 @@ func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) 
 		p.runners = append(p.runners, ar)
 	}
 
+	if has(stages, stageReferral) {
+		if err := p.buildReferral(ctx, pt, scfg); err != nil {
+			return nil, err
+		}
+	}
+	if has(stages, stageRecommend) {
+		if err := p.addRecommend(ctx, pt, scfg); err != nil {
+			return nil, err
+		}
+	}
+
 	var my, ch sinkWriter = pt.mysql, pt.clickhouse
 	if has(stages, stageMySQL) && my == nil {
 		s, err := mysql.New(ctx, cfg.MySQL)
@@ -329,7 +391,82 @@ func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) 
 		}
 		p.runners = append(p.runners, r)
 	}
+	if has(stages, stageStation) {
+		if err := p.addStation(ctx, my, scfg); err != nil {
+			return nil, err
+		}
+	}
+	if has(stages, stageCrowd) {
+		if err := p.addCrowds(ctx, my, scfg); err != nil {
+			return nil, err
+		}
+	}
+	p.sinks = usedSinks(stages, my, ch)
 	return p, nil
+}
+
+// addRecommend adds the recommendation processor: its rules (the file,
+// watched for changes, or the built-in ones), its store, the coupon batch
+// cache (shared with the coupon stage when it runs here) and the coupon
+// processor's counters it ranks by.
+func (p *pipeline) addRecommend(ctx context.Context, pt parts, scfg stream.Config) error {
+	rdb, err := p.redis(ctx, pt)
+	if err != nil {
+		return err
+	}
+	var rules recommend.RulesSource
+	if f := p.cfg.Recommend.RulesFile; f != "" {
+		w, err := recommend.NewWatcher(f, p.cfg.Recommend.RulesPoll, p.log)
+		if err != nil {
+			return fmt.Errorf("recommend.rules_file: %w", err)
+		}
+		p.rules, rules = w, w
+	} else {
+		rules = recommend.StaticRules(recommend.DefaultRules())
+		p.log.Info("recommend.rules_file is not set: using the built-in recommendation rules", "revision", rules.Rules().Revision)
+	}
+	store := recommend.NewStore(rdb, recommend.WithKeyPrefix(p.cfg.Redis.KeyPrefix), recommend.WithDecisionTTL(p.cfg.Recommend.DecisionTTL))
+	if err := store.Load(ctx); err != nil {
+		return err
+	}
+	if p.batches == nil {
+		p.batches = coupon.NewBatches()
+		view, err := stream.NewView(scfg, coupon.TopicAdmin, p.batches.Apply)
+		if err != nil {
+			return err
+		}
+		p.views = append(p.views, view)
+	}
+	counters := coupon.NewStore(rdb, coupon.WithKeyPrefix(p.cfg.Redis.KeyPrefix))
+	sc := scfg
+	sc.Fencer = &stream.RedisFencer{Client: rdb, Prefix: p.cfg.Redis.KeyPrefix}
+	r, err := stream.New(sc, recommend.New(store, counters, p.batches, rules).Stage())
+	if err != nil {
+		return err
+	}
+	p.runners = append(p.runners, r)
+	return nil
+}
+
+// watchRules reloads the recommendation rules file when it changes and on
+// SIGHUP, until ctx ends.
+func (p *pipeline) watchRules(ctx context.Context) {
+	if p.rules == nil {
+		return
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go p.rules.Run(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			p.log.Info("SIGHUP: reloading the recommendation rules")
+			_, _ = p.rules.Reload() // logged
+		}
+	}
 }
 
 // redis returns the pipeline's Redis client, connecting it on first use.
@@ -340,6 +477,7 @@ func (p *pipeline) redis(ctx context.Context, pt parts) (redis.UniversalClient, 
 			p.rdb = newRedis(p.cfg.Redis)
 			p.closers = append(p.closers, p.rdb.Close)
 		}
+		p.metrics.InstrumentRedis(p.rdb)
 	}
 	if err := p.rdb.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("connecting to redis: %w", err)
@@ -381,6 +519,13 @@ func (p *pipeline) Run(ctx context.Context) error {
 	}
 	if p.acts != nil {
 		p.log.Info("lottery activity cache loaded", "activities", p.acts.Len())
+	}
+	if p.refActs != nil {
+		p.log.Info("referral activity cache loaded", "activities", p.refActs.Len())
+	}
+	go p.watchRules(ctx)
+	for _, job := range p.background {
+		go job(ctx)
 	}
 	var rwg sync.WaitGroup
 	for _, r := range p.runners {

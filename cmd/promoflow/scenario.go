@@ -62,7 +62,12 @@ func (e *embedded) close() {
 
 // startEmbedded starts kfake and chooses each store. standins is "auto"
 // (real where reachable), "always" or "never" (fail if a server is down).
-func startEmbedded(ctx context.Context, cfg *Config, runID, standins string, out io.Writer) (_ *embedded, err error) {
+// database names the real servers' databases (MySQL's prefix and
+// ClickHouse's database), which are reset; "" means promoflow_demo.
+func startEmbedded(ctx context.Context, cfg *Config, runID, standins, database string, out io.Writer) (_ *embedded, err error) {
+	if database == "" {
+		database = "promoflow_demo"
+	}
 	e := &embedded{cfg: cfg, counters: map[string]grantCounter{}}
 	defer func() {
 		if err != nil {
@@ -141,7 +146,7 @@ func startEmbedded(ctx context.Context, cfg *Config, runID, standins string, out
 
 	// MySQL: the real server, in databases of its own for this run.
 	cfg.MySQL.Shards = nil
-	cfg.MySQL.DatabasePrefix = "promoflow_demo"
+	cfg.MySQL.DatabasePrefix = database
 	real, err = probe("mysql", func(ctx context.Context) error {
 		db, err := sql.Open("mysql", cfg.MySQL.DSN)
 		if err != nil {
@@ -177,7 +182,7 @@ func startEmbedded(ctx context.Context, cfg *Config, runID, standins string, out
 	}
 
 	// ClickHouse: the real server, in a database of its own for this run.
-	cfg.ClickHouse.Database = "promoflow_demo"
+	cfg.ClickHouse.Database = database
 	real, err = probe("clickhouse", func(ctx context.Context) error {
 		conn, err := chgo.Open(&chgo.Options{Addr: []string{cfg.ClickHouse.Addr}, Auth: chgo.Auth{Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password}, DialTimeout: 2 * time.Second})
 		if err != nil {

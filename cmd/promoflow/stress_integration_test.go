@@ -78,6 +78,8 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
 	p.cmd = exec.Command(promoflowBinary(t), args...)
+	// Several processes run at once: each takes a free port for /metrics.
+	p.cmd.Env = append(os.Environ(), "PROMOFLOW_METRICS_LISTEN=127.0.0.1:0")
 	p.cmd.Stdout = lockedWriter{p.mu, p.log}
 	p.cmd.Stderr = lockedWriter{p.mu, p.log}
 	if err := p.cmd.Start(); err != nil {

@@ -379,6 +379,17 @@ func TestSASLTopicsApply(t *testing.T) {
 			}
 		})
 	}
+	// The other admin commands say how they reached Kafka too, not a bare EOF.
+	clearConfigEnv(t)
+	t.Setenv("PROMOFLOW_KAFKA_SASL_PASSWORD", "wrong-scram-pw")
+	cfg := kafkaConfig(t, brokers, "  sasl: {mechanism: scram-sha-256, username: admin}\n")
+	for _, args := range [][]string{{"groups"}, {"lag"}, {"dlq", "list"}, {"dlq", "replay", "--all", "--dry-run"}} {
+		code, out := runCommand(t, append(args, "--config", cfg)...)
+		if code != 1 || !strings.Contains(out, "SASL scram-sha-256 as admin") || strings.Contains(out, "wrong-scram-pw") {
+			t.Errorf("promoflow %s with a wrong password exited %d, want 1 and the SASL mechanism and user named (never the password):\n%s",
+				strings.Join(args, " "), code, out)
+		}
+	}
 }
 
 // TestTLSTopicsApply runs `promoflow topics apply` against kfake brokers

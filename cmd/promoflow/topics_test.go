@@ -288,7 +288,7 @@ func TestTopologyMatchesTopicsFile(t *testing.T) {
 		names = append(names, n.Name)
 	}
 	sort.Strings(names)
-	want := append([]string{"coupon-admin", "lottery-admin"}, allStages...)
+	want := append([]string{"coupon-admin", "lottery-admin", "referral-admin"}, allStages...)
 	sort.Strings(want)
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Errorf("stageDecls declares %v, want the run stages %v", names, want)

@@ -40,6 +40,13 @@ type Config struct {
 	CacheTTL time.Duration
 	// CacheSize bounds the users cached, overriding the default of 100,000.
 	CacheSize int
+	// Inbox serves users' station-message inboxes (inbox.go); without it
+	// the inbox routes answer 503. Optional.
+	Inbox sinks.Inbox
+	// Recommendations reads users' recommended coupons (the recommendation
+	// processor's Redis store); nil answers GET
+	// /v1/users/{user}/recommendations with 503.
+	Recommendations RecommendationReader
 	// Ready reports whether the server may take traffic (the batch cache
 	// caught up, the store reachable); nil means always.
 	Ready func(ctx context.Context) error
@@ -47,6 +54,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Now overrides time.Now (tests).
 	Now func() time.Time
+	// Campaigns are the sources of the campaign page and its API
+	// (campaigns.go); every one is optional.
+	Campaigns CampaignSources
+	// ShareLinks, when set, serves the share-link routes (referral.go).
+	ShareLinks *ShareLinks
+	// Crowds reads crowds (the MySQL crowd store) for the crowd routes
+	// (crowds.go); without it they answer 503. Optional.
+	Crowds sinks.CrowdReader
 }
 
 // Server serves the API. It is safe for concurrent use.
@@ -76,10 +91,15 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), cache: newUserCache(cfg.CacheTTL, cfg.CacheSize)}
 	s.mux.HandleFunc("POST /v1/users/{user}/coupons/usable", s.usable)
 	s.mux.HandleFunc("GET /v1/users/{user}/coupons", s.coupons)
+	s.mux.HandleFunc("GET /v1/users/{user}/recommendations", s.recommendations)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.ready)
+	s.campaignRoutes()
+	s.routeShareLinks()
+	s.inboxRoutes()
+	s.crowdRoutes()
 	return s, nil
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/promoflow/promoflow/internal/metrics"
 	"github.com/promoflow/promoflow/internal/topology"
 	"github.com/promoflow/promoflow/schemas"
 )
@@ -48,6 +49,9 @@ type Config struct {
 	ClientOpts []kgo.Opt
 	// Observer, if set, is told about every batch (metrics).
 	Observer Observer
+	// Metrics receives the stage's Prometheus metrics (internal/metrics);
+	// nil records none.
+	Metrics *metrics.Metrics
 }
 
 // Observer receives runtime events. Implementations must be fast and safe

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/promoflow/promoflow/internal/metrics"
 	"github.com/promoflow/promoflow/schemas"
 )
 
@@ -75,6 +76,16 @@ type Runner struct {
 	mu    sync.Mutex
 	owned map[tp]*partState
 
+	m *metrics.Stage
+	// sinkStore names the store of a SinkStage's writer ("" otherwise),
+	// whose writes the metrics observe.
+	sinkStore string
+	// joined is set once the group has completed an assignment for this
+	// member (even an empty one) and cleared when the member loses its
+	// partitions; running while Run consumes. Both feed Ready.
+	joined, running atomic.Bool
+	deadLog         deadLogLimiter
+
 	in, out, dead, committed, failed, fenced, skipped atomic.Int64
 	pollNs, handleNs, produceNs, commitNs, polls      atomic.Int64
 	deadMu                                            sync.Mutex
@@ -115,6 +126,10 @@ func New(cfg Config, stage Stage) (*Runner, error) {
 		owned:    map[tp]*partState{},
 		deadBy:   map[string]int64{},
 		assigned: make(chan struct{}),
+		m:        cfg.Metrics.Stage(stage.Name, append(append(append([]string(nil), stage.Reads...), stage.Writes...), cfg.DLQTopic)...),
+	}
+	if sh, ok := stage.Handler.(*sinkHandler); ok {
+		r.sinkStore = sh.store
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
@@ -215,6 +230,8 @@ func (r *Runner) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[st
 		// may run before New has stored r.cl, so use the client passed in.)
 		cl.ResumeFetchPartitions(map[string][]int32{topic: parts})
 	}
+	r.joined.Store(true)
+	r.m.Rebalance("assigned", assigned, r.ownedCount())
 	r.log.Info("partitions assigned", "partitions", fmtParts(assigned))
 	r.firstOnce.Do(func() { close(r.assigned) })
 }
@@ -232,6 +249,7 @@ func (r *Runner) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 	}
 	r.forget(revoked)
 	if len(revoked) > 0 {
+		r.m.Rebalance("revoked", revoked, r.ownedCount())
 		r.log.Info("partitions revoked", "partitions", fmtParts(revoked))
 	}
 }
@@ -240,7 +258,10 @@ func (r *Runner) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	r.workMu.Lock()
 	defer r.workMu.Unlock()
 	r.forget(lost)
+	// Until the group assigns partitions again the member takes no part.
+	r.joined.Store(false)
 	if len(lost) > 0 {
+		r.m.Rebalance("lost", lost, r.ownedCount())
 		r.log.Warn("partitions lost (session expired or fenced by the group)", "partitions", fmtParts(lost))
 	}
 }
@@ -259,6 +280,8 @@ func (r *Runner) forget(parts map[string][]int32) {
 // commits it and leaves the group. It returns nil on a clean shutdown.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.Close()
+	r.running.Store(true)
+	defer r.running.Store(false)
 	if t, ok := r.stage.Handler.(Ticker); ok {
 		tctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -332,6 +355,13 @@ type partWork struct {
 	dead    []DeadLetter // refused while decoding
 	result  Result
 	err     error
+	// cause labels a failure in the metrics: epoch, handler, produce,
+	// commit or fenced.
+	cause string
+	// hw is the partition's high watermark as of the fetch (lag).
+	hw int64
+	// skipped counts the invalid records a SkipInvalid stage passed over.
+	skipped int
 }
 
 // processPoll handles every partition of a poll concurrently, produces the
@@ -341,7 +371,7 @@ func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
 	var work []*partWork
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) > 0 {
-			work = append(work, &partWork{topic: p.Topic, part: p.Partition, records: p.Records})
+			work = append(work, &partWork{topic: p.Topic, part: p.Partition, records: p.Records, hw: p.HighWatermark})
 		}
 	})
 	if len(work) == 0 {
@@ -363,7 +393,8 @@ func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
 	if r.stage.WholePoll {
 		r.handleWhole(ctx, work)
 	}
-	r.handleNs.Add(int64(time.Since(start)))
+	handleTook := time.Since(start)
+	r.handleNs.Add(int64(handleTook))
 	tProduce := time.Now()
 
 	// Produce the outputs and dead letters of every handled partition and
@@ -384,15 +415,15 @@ func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
 			r.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 				defer pending.Done()
 				if err != nil {
-					once.Do(func() { w.err = fmt.Errorf("producing results: %w", err) })
+					once.Do(func() { w.err, w.cause = fmt.Errorf("producing results: %w", err), causeProduce })
 				}
 			})
 		}
 	}
 	pending.Wait()
-	r.produceNs.Add(int64(time.Since(tProduce)))
+	produceTook := time.Since(tProduce)
+	r.produceNs.Add(int64(produceTook))
 	tCommit := time.Now()
-	defer func() { r.commitNs.Add(int64(time.Since(tCommit))) }()
 
 	var commit []*kgo.Record
 	allOK := true
@@ -412,12 +443,16 @@ func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
 			r.log.Warn("committing offsets", "err", err)
 			for _, w := range work {
 				if w.err == nil {
-					w.err = fmt.Errorf("committing offsets: %w", err)
+					w.err, w.cause = fmt.Errorf("committing offsets: %w", err), causeCommit
 				}
 			}
 			allOK = false
 		}
 	}
+	commitTook := time.Since(tCommit)
+	r.commitNs.Add(int64(commitTook))
+	r.m.Phases(handleTook, produceTook, commitTook)
+	now := time.Now()
 	rewind := map[string]map[int32]kgo.EpochOffset{}
 	for _, w := range work {
 		if w.err != nil {
@@ -427,15 +462,22 @@ func (r *Runner) processPoll(ctx context.Context, fetches kgo.Fetches) bool {
 				rewind[w.topic] = map[int32]kgo.EpochOffset{}
 			}
 			rewind[w.topic][w.part] = kgo.EpochOffset{Epoch: first.LeaderEpoch, Offset: first.Offset}
+			r.m.Lag(w.topic, w.part, w.hw-first.Offset)
+			last := w.records[len(w.records)-1].Offset
 			if errors.Is(w.err, ErrFenced) {
 				r.fenced.Add(1)
-				r.log.Error("partition fenced: a newer owner has written; pausing it until the group reassigns it", "topic", w.topic, "partition", w.part)
+				r.m.Failed(causeFenced)
+				r.log.Error("partition fenced: a newer owner has written; pausing it until the group reassigns it",
+					"topic", w.topic, "partition", w.part, "offset", first.Offset, "last_offset", last, "epoch", w.batch.Epoch, "err", w.err)
 				r.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.part}})
 			} else {
-				r.log.Warn("batch failed; rewinding and retrying after backoff", "topic", w.topic, "partition", w.part, "from_offset", first.Offset, "records", len(w.records), "err", w.err)
+				r.m.Failed(w.cause)
+				r.log.Warn("batch failed; rewinding and retrying after backoff", "topic", w.topic, "partition", w.part,
+					"offset", first.Offset, "last_offset", last, "records", len(w.records), "cause", w.cause, "err", w.err)
 			}
 			continue
 		}
+		r.observeDone(w, now)
 		r.in.Add(int64(len(w.records)))
 		r.out.Add(int64(len(w.result.Out)))
 		r.dead.Add(int64(len(w.result.Dead)))
@@ -464,7 +506,7 @@ func (r *Runner) decodePart(ctx context.Context, w *partWork) {
 	if r.stage.Fenced {
 		e, err := r.epoch(ctx, w.topic, w.part)
 		if err != nil {
-			w.err = err
+			w.err, w.cause = err, causeEpoch
 			return
 		}
 		w.batch.Epoch = e
@@ -481,7 +523,9 @@ func (r *Runner) decodePart(ctx context.Context, w *partWork) {
 		if err != nil {
 			if r.stage.SkipInvalid {
 				r.skipped.Add(1)
-				r.log.Debug("skipping invalid record (its owner stage dead-letters it)", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+				w.skipped++
+				r.log.Debug("skipping invalid record (its owner stage dead-letters it)", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+					"reason", schemas.ReasonOf(err), "err", err)
 				continue
 			}
 			reason := string(schemas.ReasonOf(err))
@@ -500,7 +544,7 @@ func (r *Runner) handlePart(ctx context.Context, w *partWork) {
 	if w.err == nil && len(w.batch.Events) > 0 {
 		res, err := r.safeHandle(ctx, w.batch)
 		if err != nil {
-			w.err = fmt.Errorf("handling %s/%d: %w", w.topic, w.part, err)
+			w.err, w.cause = fmt.Errorf("handling %s/%d: %w", w.topic, w.part, err), causeHandler
 		}
 		w.result = res
 	}
@@ -529,7 +573,7 @@ func (r *Runner) handleWhole(ctx context.Context, work []*partWork) {
 	}
 	for _, w := range ok {
 		if err != nil {
-			w.err = fmt.Errorf("handling %d events of a poll: %w", len(all.Events), err)
+			w.err, w.cause = fmt.Errorf("handling %d events of a poll: %w", len(all.Events), err), causeHandler
 		}
 		w.result.Dead = w.dead
 	}
@@ -541,6 +585,12 @@ func (r *Runner) handleWhole(ctx context.Context, work []*partWork) {
 // bug must not take the process down with a batch half-handled; the batch
 // is retried and the panic logged.
 func (r *Runner) safeHandle(ctx context.Context, b *Batch) (res Result, err error) {
+	if r.sinkStore != "" {
+		// Registered first, so it runs after the recovery below and sees
+		// a panic's error.
+		start := time.Now()
+		defer func() { r.m.Flush(r.sinkStore, len(b.Events), time.Since(start), err) }()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panicked: %v", p)

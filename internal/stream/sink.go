@@ -23,12 +23,30 @@ func SinkStage(name, group string, reads, handles []string, w BatchWriter) Stage
 		Reads:     reads,
 		Handles:   handles,
 		WholePoll: true,
-		Handler: HandlerFunc(func(ctx context.Context, b *Batch) (Result, error) {
-			envs := make([]*schemas.Envelope, len(b.Events))
-			for i, e := range b.Events {
-				envs[i] = e.Env
-			}
-			return Result{}, w.WriteBatch(ctx, envs)
-		}),
+		Handler:   &sinkHandler{w: w, store: storeName(w)},
 	}
+}
+
+// sinkHandler writes batches with a BatchWriter; the runner recognises it
+// to observe the sink's batch sizes, write latency and errors.
+type sinkHandler struct {
+	w     BatchWriter
+	store string
+}
+
+func (h *sinkHandler) Handle(ctx context.Context, b *Batch) (Result, error) {
+	envs := make([]*schemas.Envelope, len(b.Events))
+	for i, e := range b.Events {
+		envs[i] = e.Env
+	}
+	return Result{}, h.w.WriteBatch(ctx, envs)
+}
+
+// storeName is the writer's Name() (mysql, clickhouse, memory), the store
+// its failed writes are counted against, or "sink".
+func storeName(w BatchWriter) string {
+	if n, ok := w.(interface{ Name() string }); ok {
+		return n.Name()
+	}
+	return "sink"
 }

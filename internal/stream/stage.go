@@ -45,6 +45,27 @@ type Result struct {
 	Out []*kgo.Record
 	// Dead are input records to route to the dead-letter topic.
 	Dead []DeadLetter
+	// Decisions counts the batch's decisions by kind, outcome and reason
+	// for the metrics (promoflow_decisions_total); fill it with Decide.
+	// The runtime counts them once the outputs are acknowledged.
+	Decisions map[Decision]int
+}
+
+// Decision is one kind of decision with its outcome and reason, as the
+// metrics count it. Every field must come from a small fixed set (a kind
+// like "coupon.grant", an outcome like "granted", a reason code, "" for
+// none): never an id.
+type Decision struct {
+	Kind, Outcome, Reason string
+}
+
+// Decide counts one decision of kind with its outcome and reason code
+// ("" when there is none) in the result, for the metrics.
+func (r *Result) Decide(kind, outcome, reason string) {
+	if r.Decisions == nil {
+		r.Decisions = make(map[Decision]int, 4)
+	}
+	r.Decisions[Decision{kind, outcome, reason}]++
 }
 
 // Handler processes batches. Handle is called concurrently for different

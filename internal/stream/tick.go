@@ -125,6 +125,7 @@ func (r *Runner) tickOnce(ctx context.Context, t Ticker, counts map[string]int32
 		return nil
 	}
 	res, err := r.safeTick(tctx, t, owned)
+	defer func() { r.m.Tick(err == nil) }()
 	if err != nil {
 		if errors.Is(err, ErrFenced) {
 			r.fenced.Add(1)
@@ -136,6 +137,7 @@ func (r *Runner) tickOnce(ctx context.Context, t Ticker, counts map[string]int32
 		recs = append(recs, r.deadRecord(d))
 	}
 	if len(recs) == 0 {
+		r.observeResult(res)
 		return nil
 	}
 	var (
@@ -158,6 +160,10 @@ func (r *Runner) tickOnce(ctx context.Context, t Ticker, counts map[string]int32
 	}
 	r.out.Add(int64(len(res.Out)))
 	r.ticked.Add(1)
+	for _, rec := range res.Out {
+		r.m.Out(rec.Topic)
+	}
+	r.observeResult(res)
 	if d, ok := t.(TickDoner); ok {
 		d.TickDone(tctx, owned, res)
 	}

@@ -88,7 +88,7 @@ func NewView(cfg Config, topic string, apply func(*schemas.Envelope) error, opts
 	}
 	v := &View{
 		topic: topic, apply: apply, opts: kopts, cl: cl, adm: kadm.NewClient(cl), dec: cfg.Decoder,
-		log: cfg.Logger.With("view", topic), refresh: DefaultViewRefresh, pos: map[int32]int64{}, caughtUp: make(chan struct{}),
+		log: cfg.Logger.With("view", topic, "topic", topic), refresh: DefaultViewRefresh, pos: map[int32]int64{}, caughtUp: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(v)

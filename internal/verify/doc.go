@@ -26,7 +26,10 @@
 //     (from the latest revision on coupon.admin), one award per user and
 //     activity and awards ≤ each tier's stock (from lottery.admin), each
 //     gift-exchange member sends once and receives once and never to
-//     themselves, a coupon is used at most once.
+//     themselves, a coupon is used at most once, a referral invitee is bound
+//     to at most one inviter per activity and never to themselves.
+//     (Referral events are not yet among check 1's inputs; their results
+//     are in checks 2 and 3.)
 //  4. The dead letters in range add up: every dead letter that points into
 //     the scanned range of an input topic is accounted for by check 1 (the
 //     dead-lettered inputs, further copies of them, copies of inputs decided

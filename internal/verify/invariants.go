@@ -29,6 +29,9 @@ func checkInvariants(ctx context.Context, my Record, defs *definitions, sc scope
 		if err := giftInvariants(ctx, my, activity, prog, c); err != nil {
 			return err
 		}
+		if err := referralInvariants(ctx, my, activity, prog, c); err != nil {
+			return err
+		}
 	}
 	return nil
 }

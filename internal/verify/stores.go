@@ -23,6 +23,9 @@ var storeTables = []storeTable{
 	{"lottery entries", "lottery_entry", "lottery_entries", "activity_id"},
 	{"lottery awards", "lottery_award", "lottery_awards", "activity_id"},
 	{"gift matches", "gift_match", "gift_matches", "activity_id"},
+	{"referral bindings", "referral", "referral_bindings", "activity_id"},
+	{"referral qualifications", "referral_qualification", "referral_qualifications", "activity_id"},
+	{"referral rewards", "referral_reward", "referral_rewards", "activity_id"},
 }
 
 // ClickHousePageSize is the page of ClickHouse reads: larger than

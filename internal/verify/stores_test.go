@@ -140,6 +140,12 @@ func (s *fakeStore) SortedUsers(_ context.Context, i int, q UserQuery) ([]UserRo
 	var out []UserRow
 	s.each(i, q.Table, q.ActivityID, func(r fakeRow) {
 		row := UserRow{Key: r.user, ResultID: r.id, Other: r.tier}
+		if q.Table == "referral" {
+			if r.status != schemas.ReferralBound {
+				return
+			}
+			row.Other = r.other
+		}
 		if q.Table == "gift_match" {
 			if r.status != schemas.MatchMatched {
 				return

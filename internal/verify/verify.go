@@ -66,8 +66,9 @@ type CouponRecord interface {
 }
 
 // UserQuery selects one page of the rows of an activity in one shard table,
-// sorted by (Column, result_id): Table is lottery_award (Column user_id)
-// or gift_match (Column sender_id or receiver_id, matched sends only).
+// sorted by (Column, result_id): Table is lottery_award (Column user_id),
+// gift_match (Column sender_id or receiver_id, matched sends only) or
+// referral (Column invitee_id, bound decisions only, Other the inviter).
 // Rows come after (AfterKey, AfterID) when AfterID is set; at most Limit.
 type UserQuery struct {
 	Table, Column     string
@@ -87,7 +88,7 @@ type UserRow struct {
 // shard table of the system of record.
 type LotteryRecord interface {
 	// ActivityIDs calls fn with each activity id present in table
-	// (lottery_award or gift_match).
+	// (lottery_award, gift_match or referral).
 	ActivityIDs(ctx context.Context, shard int, table string, fn func(activity string) error) error
 	// AwardsPerTier calls fn with the awards of each (activity, tier);
 	// activity narrows it when not empty.

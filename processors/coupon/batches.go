@@ -2,6 +2,9 @@ package coupon
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,4 +178,14 @@ func (b *Batches) Len() int {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return len(b.m)
+}
+
+// All returns every cached batch, sorted by batch id. The results must not
+// be modified.
+func (b *Batches) All() []*schemas.BatchDefined {
+	b.mu.RLock()
+	out := slices.Collect(maps.Values(b.m))
+	b.mu.RUnlock()
+	slices.SortFunc(out, func(x, y *schemas.BatchDefined) int { return strings.Compare(x.BatchID, y.BatchID) })
+	return out
 }

@@ -354,3 +354,18 @@ func TestRefreshReappliesWithoutChangingRevision(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestBatchesAll(t *testing.T) {
+	b := NewBatches()
+	for _, id := range []string{"b", "a", "c"} {
+		b.Put(&schemas.BatchDefined{BatchID: id, Revision: 1})
+	}
+	b.Put(&schemas.BatchDefined{BatchID: "a", Revision: 2})
+	var got []string
+	for _, def := range b.All() {
+		got = append(got, fmt.Sprintf("%s/%d", def.BatchID, def.Revision))
+	}
+	if strings.Join(got, " ") != "a/2 b/1 c/1" {
+		t.Errorf("All() = %v", got)
+	}
+}

@@ -120,18 +120,29 @@ func Evaluate(def *schemas.BatchDefined, c Held, cart Cart, now time.Time) Evalu
 		return e
 	}
 	e.Usable = true
+	e.Discount, e.Bonus = Gives(def, e.ScopeAmount)
+	return e
+}
+
+// Gives returns what a usable coupon of def gives when the in-scope items
+// of an order total scopeAmount (the threshold is the caller's to check):
+// fixed, Discount min(Amount, scopeAmount); percent, scopeAmount*Percent/100
+// rounded down, at most Cap when Cap > 0; price_increase, Bonus Amount; a
+// v1 batch, nothing.
+func Gives(def *schemas.BatchDefined, scopeAmount int64) (discount, bonus int64) {
+	scopeAmount = max(scopeAmount, 0)
 	switch def.DiscountType {
 	case schemas.DiscountFixed:
-		e.Discount = min(max(def.Amount, 0), e.ScopeAmount)
+		discount = min(max(def.Amount, 0), scopeAmount)
 	case schemas.DiscountPercent:
-		e.Discount = percentOf(e.ScopeAmount, def.Percent)
+		discount = percentOf(scopeAmount, def.Percent)
 		if def.Cap > 0 {
-			e.Discount = min(e.Discount, def.Cap)
+			discount = min(discount, def.Cap)
 		}
 	case schemas.DiscountPriceIncrease:
-		e.Bonus = max(def.Amount, 0)
+		bonus = max(def.Amount, 0)
 	}
-	return e
+	return discount, bonus
 }
 
 // scoped reports whether it is in def's scope.

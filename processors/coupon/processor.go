@@ -3,7 +3,6 @@ package coupon
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -212,6 +211,7 @@ func (p *Processor) handleClaims(ctx context.Context, b *stream.Batch) (stream.R
 			return stream.Result{}, err
 		}
 		res.Out = append(res.Out, rec)
+		res.Decide(DecisionGrant, grantStatus(o), o.Reason)
 	}
 	for j, i := range granted {
 		env := evs[i].Env
@@ -350,8 +350,35 @@ func (p *Processor) handleOrders(ctx context.Context, b *stream.Batch) (stream.R
 			return stream.Result{}, err
 		}
 		res.Out = append(res.Out, rec)
+		res.Decide(DecisionOpPrefix+r.Kind, opStatus(d), d.Reason)
 	}
 	return res, nil
+}
+
+// Decision kinds the processor counts in promoflow_decisions_total.
+const (
+	// DecisionGrant is a claim's or an issue's decision: granted, or
+	// rejected with the reason.
+	DecisionGrant = "coupon.grant"
+	// DecisionOpPrefix starts the kind of an operation on a coupon:
+	// coupon.lock, coupon.confirm, coupon.cancel (orders) and
+	// coupon.release, coupon.expire (timers), applied or rejected with the
+	// reason; coupon.remind counts reminders sent.
+	DecisionOpPrefix = "coupon."
+)
+
+func grantStatus(o Outcome) string {
+	if o.Granted {
+		return schemas.StatusGranted
+	}
+	return schemas.StatusRejected
+}
+
+func opStatus(d Decision) string {
+	if d.Applied {
+		return schemas.OpApplied
+	}
+	return schemas.OpRejected
 }
 
 // StateRecord builds a coupon.state.changed record of one operation from
@@ -386,23 +413,7 @@ func StateRecord(id, app, user, coupon, op, order string, amount int64, source s
 
 // record encodes p as the envelope of result id on topic.
 func record(topic, id, app string, at time.Time, p schemas.Payload) (*kgo.Record, error) {
-	env, err := schemas.New(id, app, at, p)
-	if err != nil {
-		return nil, err
-	}
-	v, err := env.Encode()
-	if err != nil {
-		return nil, err
-	}
-	return &kgo.Record{
-		Topic: topic,
-		Key:   []byte(env.Key),
-		Value: v,
-		Headers: []kgo.RecordHeader{
-			{Key: "promoflow.type", Value: []byte(env.Type)},
-			{Key: "promoflow.version", Value: []byte(strconv.Itoa(env.Version))},
-		},
-	}, nil
+	return stream.NewRecord(topic, id, app, at, p)
 }
 
 // GrantRecord builds the result record of a claim. It is a pure function of

@@ -85,14 +85,7 @@ func (s *Store) Load(ctx context.Context) error {
 // retryNoScript runs f, and once more after loading the scripts if Redis
 // lost its script cache (a restart). f must be idempotent.
 func (s *Store) retryNoScript(ctx context.Context, f func() error) error {
-	err := f()
-	if isNoScript(err) {
-		if lerr := s.Load(ctx); lerr != nil {
-			return errors.Join(err, lerr)
-		}
-		err = f()
-	}
-	return err
+	return stream.RetryNoScript(ctx, s.Load, f)
 }
 
 func (s *Store) batchKey(batch string) string { return s.prefix + ":cpn:{" + batch + "}" }
@@ -107,6 +100,53 @@ func (s *Store) Granted(ctx context.Context, batch string) (int64, error) {
 		return 0, nil
 	}
 	return n, err
+}
+
+// GrantedMany returns how many coupons of each batch were granted, in the
+// order of batches, in one pipelined round trip (one GET per batch, so it
+// works on Redis Cluster, where the batches' counters live in different
+// slots). A batch never claimed counts 0.
+func (s *Store) GrantedMany(ctx context.Context, batches []string) ([]int64, error) {
+	return s.counters(ctx, "reading granted counts", len(batches), func(i int) string { return s.GrantedKey(batches[i]) })
+}
+
+// BatchUser names one user's holding of one batch, for UserHeld.
+type BatchUser struct{ BatchID, UserID string }
+
+// UserHeld returns how many coupons of each batch each user was granted
+// (the count the per-user limit is checked against), in the order of
+// pairs, in one pipelined round trip.
+func (s *Store) UserHeld(ctx context.Context, pairs []BatchUser) ([]int64, error) {
+	return s.counters(ctx, "reading users' held counts", len(pairs), func(i int) string {
+		return s.batchKey(pairs[i].BatchID) + ":u:" + pairs[i].UserID
+	})
+}
+
+// counters reads n integer counters (absent = 0) with one pipelined GET each.
+func (s *Store) counters(ctx context.Context, what string, n int, key func(i int) string) ([]int64, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, n)
+	for i := range n {
+		cmds[i] = pipe.Get(ctx, key(i))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	out := make([]int64, n)
+	for i, c := range cmds {
+		v, err := c.Int64()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return nil, fmt.Errorf("%s: %s: %w", what, key(i), err)
+		default:
+			out[i] = v
+		}
+	}
+	return out, nil
 }
 
 // Claim decides claims in order, in one pipelined round trip. fenceField and
@@ -127,9 +167,7 @@ func (s *Store) Claim(ctx context.Context, fenceField string, epoch int64, now t
 	return out, err
 }
 
-func isNoScript(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "NOSCRIPT")
-}
+func isNoScript(err error) bool { return stream.IsNoScript(err) }
 
 // maxRun bounds the claims one script call decides, so that a call holds
 // Redis for at most a few milliseconds.

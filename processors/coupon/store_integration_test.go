@@ -259,3 +259,35 @@ func TestIntegrationClaimLongRunsKeepOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationCounterReads checks the read methods other processors use
+// (the recommender ranks by remaining stock and skips batches a user holds
+// to the limit) against counts made by the claim script itself.
+func TestIntegrationCounterReads(t *testing.T) {
+	s, _ := testStore(t)
+	ctx := testenv.Context(t, time.Minute)
+	def := batch(func(b *schemas.BatchDefined) { b.TotalStock = 5; b.PerUserLimit = 3 })
+	other := batch(func(b *schemas.BatchDefined) { b.BatchID = "B2" })
+	if _, err := s.Claim(ctx, "coupon.claims/0", 0, def.ValidFrom, []ClaimInput{
+		claimIn(def, "e1", "alice"), claimIn(def, "e2", "alice"), claimIn(def, "e3", "bob"), claimIn(other, "e4", "bob"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GrantedMany(ctx, []string{"B1", "never-claimed", "B2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[3 0 1]" {
+		t.Errorf("GrantedMany = %v, want [3 0 1]", got)
+	}
+	held, err := s.UserHeld(ctx, []BatchUser{{"B1", "alice"}, {"B1", "bob"}, {"B2", "alice"}, {"B2", "bob"}, {"nope", "carol"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(held) != "[2 1 0 1 0]" {
+		t.Errorf("UserHeld = %v, want [2 1 0 1 0]", held)
+	}
+	if got, err := s.GrantedMany(ctx, nil); err != nil || got != nil {
+		t.Errorf("GrantedMany(nil) = %v, %v; want nil, nil", got, err)
+	}
+}

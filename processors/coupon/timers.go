@@ -43,6 +43,7 @@ func (p *Processor) Tick(ctx context.Context, now time.Time, owned []stream.Owne
 				return stream.Result{}, err
 			}
 			res.Out = append(res.Out, rec)
+			res.Decide(DecisionOpPrefix+t.Kind, opStatus(d), d.Reason)
 			fired = append(fired, t)
 		case kindSend:
 			rec, err := ReminderRecord(t, d.Until)
@@ -50,6 +51,7 @@ func (p *Processor) Tick(ctx context.Context, now time.Time, owned []stream.Owne
 				return stream.Result{}, err
 			}
 			res.Out = append(res.Out, rec)
+			res.Decide(DecisionOpPrefix+opRemind, "sent", "")
 			fired = append(fired, t)
 		case kindWait:
 			// Locked at its end: look again when the lock may be released

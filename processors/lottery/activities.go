@@ -166,3 +166,16 @@ func FormatPrizes(tiers []schemas.PrizeTier) string {
 	}
 	return b.String()
 }
+
+// All returns every cached activity, sorted by activity id. The results
+// must not be modified.
+func (a *Activities) All() []*schemas.ActivityDefined {
+	a.mu.RLock()
+	out := make([]*schemas.ActivityDefined, 0, len(a.m))
+	for _, def := range a.m {
+		out = append(out, def)
+	}
+	a.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ActivityID < out[j].ActivityID })
+	return out
+}

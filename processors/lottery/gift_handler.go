@@ -49,6 +49,7 @@ func (p *Processor) members(ctx context.Context, b *stream.Batch, def *schemas.A
 		if err := appendRecord(res, TopicResults, m.ResultID, r.ev.Env.AppID, o.At, m); err != nil {
 			return err
 		}
+		res.Decide(DecisionMember, m.Status, "")
 	}
 	return nil
 }
@@ -89,6 +90,7 @@ func (p *Processor) sends(ctx context.Context, b *stream.Batch, def *schemas.Act
 		if err := appendRecord(res, TopicResults, m.ResultID, env.AppID, o.At, m); err != nil {
 			return err
 		}
+		res.Decide(DecisionMatch, m.Status, m.Reason)
 	}
 	return nil
 }

@@ -241,6 +241,10 @@ func (p *Processor) enter(ctx context.Context, b *stream.Batch, def *schemas.Act
 		if err := appendRecord(res, TopicResults, e.ResultID, env.AppID, o.At, e); err != nil {
 			return err
 		}
+		res.Decide(DecisionEntry, e.Status, e.Reason)
+		if o.Tried {
+			res.Decide(DecisionInstant, e.Outcome, "")
+		}
 		if e.Outcome == schemas.OutcomeWon {
 			if err := p.award(res, def, e.UserID, e.TierID, "instant", e.ResultID, 0, o.At); err != nil {
 				return err
@@ -249,6 +253,27 @@ func (p *Processor) enter(ctx context.Context, b *stream.Batch, def *schemas.Act
 	}
 	return nil
 }
+
+// Decision kinds the processor counts in promoflow_decisions_total.
+const (
+	// DecisionEntry is a participation's decision: accepted, or rejected
+	// with the reason.
+	DecisionEntry = "lottery.entry"
+	// DecisionInstant is an instant-win roll of an accepted entry: won or
+	// lost.
+	DecisionInstant = "lottery.instant"
+	// DecisionDraw is a draw's results published, by trigger (manual,
+	// scheduled); a draw published again after a crash counts again.
+	DecisionDraw = "lottery.draw"
+	// DecisionAward is a prize awarded, by source (draw, instant).
+	DecisionAward = "lottery.award"
+	// DecisionMatch is a gift send's decision: matched, or rejected with
+	// the reason.
+	DecisionMatch = "gift.match"
+	// DecisionMember is a member change of a gift exchange recorded, by
+	// the member's status.
+	DecisionMember = "gift.member"
+)
 
 // award appends a prize and, for a coupon prize, the claim that grants it.
 func (p *Processor) award(res *stream.Result, def *schemas.ActivityDefined, user, tier, source, sourceID string, rank int64, at time.Time) error {
@@ -272,6 +297,7 @@ func (p *Processor) award(res *stream.Result, def *schemas.ActivityDefined, user
 	if err := appendRecord(res, TopicResults, a.ResultID, AppID, at, a); err != nil {
 		return err
 	}
+	res.Decide(DecisionAward, source, "")
 	if t.Kind == schemas.PrizeCoupon {
 		// The coupon processor remembers its decision by this event id, so
 		// re-publishing the award never grants twice.
@@ -329,6 +355,7 @@ func (p *Processor) drawResults(ctx context.Context, res *stream.Result, def *sc
 	if err := appendRecord(res, TopicResults, d.ResultID, AppID, at, d); err != nil {
 		return err
 	}
+	res.Decide(DecisionDraw, rec.Trigger, "")
 	res.Out = growRecords(res.Out, len(rec.Awards))
 	for _, a := range rec.Awards {
 		if err := p.award(res, def, a.UserID, a.TierID, "draw", d.ResultID, a.Rank, at); err != nil {
@@ -349,23 +376,11 @@ func growRecords(s []*kgo.Record, n int) []*kgo.Record {
 
 // appendRecord encodes p as the result id's envelope and appends it.
 func appendRecord(res *stream.Result, topic, id, app string, at time.Time, p schemas.Payload) error {
-	env, err := schemas.New(id, app, at, p)
+	rec, err := stream.NewRecord(topic, id, app, at, p)
 	if err != nil {
 		return err
 	}
-	v, err := env.Encode()
-	if err != nil {
-		return err
-	}
-	res.Out = append(res.Out, &kgo.Record{
-		Topic: topic,
-		Key:   []byte(env.Key),
-		Value: v,
-		Headers: []kgo.RecordHeader{
-			{Key: "promoflow.type", Value: []byte(env.Type)},
-			{Key: "promoflow.version", Value: []byte("1")},
-		},
-	})
+	res.Out = append(res.Out, rec)
 	return nil
 }
 

@@ -195,3 +195,18 @@ func TestIntegrationEntryScriptMatchesDecideEntry(t *testing.T) {
 		}
 	}
 }
+
+func TestActivitiesAll(t *testing.T) {
+	a := NewActivities()
+	for _, id := range []string{"b", "a", "c"} {
+		a.Put(&schemas.ActivityDefined{ActivityID: id, Revision: 1})
+	}
+	a.Put(&schemas.ActivityDefined{ActivityID: "b", Revision: 3})
+	var got []string
+	for _, def := range a.All() {
+		got = append(got, fmt.Sprintf("%s/%d", def.ActivityID, def.Revision))
+	}
+	if strings.Join(got, " ") != "a/1 b/3 c/1" {
+		t.Errorf("All() = %v", got)
+	}
+}

@@ -2,13 +2,13 @@ package lottery
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/promoflow/promoflow/internal/stream"
 )
 
 // Store holds the lottery's state in Redis: participants, stock, seeds,
@@ -62,19 +62,10 @@ func (s *Store) Load(ctx context.Context) error {
 	return nil
 }
 
-func isNoScript(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "NOSCRIPT")
-}
+func isNoScript(err error) bool { return stream.IsNoScript(err) }
 
 // retryNoScript runs f, and once more after loading the scripts if Redis
 // lost its script cache (a restart).
 func (s *Store) retryNoScript(ctx context.Context, f func() error) error {
-	err := f()
-	if isNoScript(err) {
-		if lerr := s.Load(ctx); lerr != nil {
-			return errors.Join(err, lerr)
-		}
-		err = f()
-	}
-	return err
+	return stream.RetryNoScript(ctx, s.Load, f)
 }

@@ -36,6 +36,10 @@
 //     ORDER BY notification_id, partitioned by the month of due_at. The
 //     one-reminder-a-day rule is the system of record's; this table keeps
 //     what was requested.
+//   - recommendations: one row per recommendation.made
+//     (recommendation_id), the columns of the MySQL sink's recommendation
+//     tables. ReplacingMergeTree(made_at_ms) ORDER BY recommendation_id,
+//     partitioned by the month of made_at.
 //   - <table>_final for each table: a view over it with FINAL.
 //   - lottery_draw_stats: per activity_id, participants (distinct users with
 //     an accepted entry), entries, rejected_entries, awards and
@@ -45,18 +49,40 @@
 //     and conversion (redemptions / grants, a Float64, 0 without grants).
 //     The most claimed and most redeemed batches are ORDER BY claims or
 //     redemptions on it (see couponBatchStats).
+//   - recommendation_conversion: per batch_id, recommended_users (users the
+//     batch was recommended to), claimed_users (of them, granted a coupon of
+//     the batch after its first recommendation to them) and redeemed_users
+//     (of them, who used one after it), each user once (see
+//     recommendationConversion).
 //   - coupon_top_users: per user_id, grants, redemptions and operations
 //     (every operation on the user's coupons); the most active users are
 //     ORDER BY operations DESC.
+//   - coupon_batches: each batch's latest definition (coupon.batch.defined
+//     v1 and v2, archived from coupon.admin): ReplacingMergeTree(revision)
+//     ORDER BY batch_id, not partitioned. It prices coupons in the budget
+//     views.
+//   - The analysts' views (analytics.go, docs/analytics.md): the fact views
+//     coupon_facts, user_facts and coupon_budget (one row per decision,
+//     operation, entry, award, grant or redemption, with happened_at), and
+//     the summaries coupon_funnel, user_activity, coupon_budget_hourly,
+//     lottery_activity_stats, lottery_rejections and lottery_tier_winners.
 //
-// So a grant decision lands in coupon_grants and events_raw, a lottery
-// result in its table and events_raw, an applied coupon operation in
+// So a batch definition lands in coupon_batches and events_raw, a grant
+// decision in coupon_grants and events_raw, a lottery result in its table
+// and events_raw, an applied coupon operation in
 // coupon_operations, coupon_states and events_raw, and a raw input event
 // (coupon.claim.requested, …) in events_raw only. Any event whose
 // (type, version) has a schema is accepted: for schema-valid events
 // WriteBatch never returns [ErrUnsupportedType], only for types the schemas
 // package does not know. Adding a result table means adding a table writer
 // (see table.go).
+//
+// # Reports
+//
+// The report registry (report.go) names the analysts' queries over those
+// views, with their parameters; Sink.Report runs one on a reader from
+// OpenReader and `promoflow report` prints it. Adding a report is adding
+// one Report to the registry.
 //
 // # Idempotency
 //

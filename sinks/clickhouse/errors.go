@@ -1,6 +1,10 @@
 package clickhouse
 
-import "github.com/promoflow/promoflow/sinks"
+import (
+	"errors"
+
+	"github.com/promoflow/promoflow/sinks"
+)
 
 // ErrUnsupportedType is wrapped by WriteBatch when the batch holds an event
 // whose (type, version) has no schema; nothing of the batch is written.
@@ -10,3 +14,8 @@ var ErrUnsupportedType = sinks.ErrUnsupportedType
 
 // ErrClosed is wrapped by WriteBatch after Close. It is [sinks.ErrClosed].
 var ErrClosed = sinks.ErrClosed
+
+// ErrNoView is wrapped by Sink.Report when a table or view the report
+// reads does not exist in the database: the sink never started against it,
+// or the report reads a view that a later release creates.
+var ErrNoView = errors.New("a table or view the report reads does not exist")

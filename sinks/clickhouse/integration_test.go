@@ -101,6 +101,11 @@ var resultTables = map[string]string{
 	schemas.TypeGiftMemberRecorded:       "gift_members",
 	schemas.TypeCouponStateChanged:       "coupon_operations",
 	schemas.TypeNotificationRequested:    "notifications",
+
+	schemas.TypeReferralBound:                "referral_bindings",
+	schemas.TypeReferralQualificationDecided: "referral_qualifications",
+	schemas.TypeReferralRewardGranted:        "referral_rewards",
+	schemas.TypeRecommendationMade:           "recommendations",
 }
 
 // ResultRows reads every column of eventType's _final view by name,
@@ -333,7 +338,7 @@ func TestIntegrationClickHouseNewIsIdempotent(t *testing.T) {
 func TestIntegrationClickHouseResultTablesCollapseReplays(t *testing.T) {
 	s, r := newSink(t)
 	ctx := testenv.Context(t, 30*time.Second)
-	events := sinktest.Results(t, "final", 160) // 20 of each type
+	events := sinktest.Results(t, "final", 20*len(sinktest.ResultTypes)) // 20 of each type
 	for range 3 {
 		if err := s.WriteBatch(ctx, events); err != nil {
 			t.Fatal(err)
@@ -430,4 +435,12 @@ func TestIntegrationClickHouseLotteryDrawStats(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("lottery_draw_stats =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+func TestIntegrationClickHouseThroughputReader(t *testing.T) {
+	integration(t)
+	sinktest.RunThroughputReader(t, func(t *testing.T) sinktest.ThroughputSink {
+		s, _ := newSink(t)
+		return s
+	})
 }

@@ -21,6 +21,9 @@ type Sink struct {
 	known  map[schemas.TypeVersion]bool
 	closed atomic.Bool
 	once   sync.Once
+	// reader is set by OpenReader: the connections default to the
+	// database, so statements may leave it out.
+	reader bool
 }
 
 // New connects to ClickHouse over the native protocol, creates the database,

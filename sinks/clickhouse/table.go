@@ -28,11 +28,15 @@ type table struct {
 var tables = []*table{
 	&couponGrants, &eventsRaw, &couponStates, &couponOperations, &notifications,
 	&lotteryActivities, &lotteryEntries, &lotteryDraws, &lotteryAwards, &giftMatches, &giftMembers,
+	&couponBatches,
+	&referralBindings, &referralQualifications, &referralRewards,
+	&recommendations,
 }
 
 // views lists the analysts' views over the tables, created after them:
 // CREATE VIEW IF NOT EXISTS statements whose %[1]s is the quoted database.
-var views = []string{lotteryDrawStats, couponBatchStats, couponTopUsers}
+var views = append([]string{lotteryDrawStats, couponBatchStats, couponTopUsers, referralActivityFunnel, referralInviterStats,
+	recommendationConversion}, analyticsViews...)
 
 func (t *table) insertSQL(database string) string {
 	return "INSERT INTO `" + database + "`.`" + t.name + "` (" + strings.Join(t.columns, ", ") + ")"

@@ -44,7 +44,7 @@ func OpenReader(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to clickhouse database %s at %s: %w", cfg.Database, cfg.Addr, err)
 	}
-	return &Sink{cfg: cfg, conn: conn, known: map[schemas.TypeVersion]bool{}}, nil
+	return &Sink{cfg: cfg, conn: conn, known: map[schemas.TypeVersion]bool{}, reader: true}, nil
 }
 
 // IDStreams returns 1: each table is one sorted stream of result ids.

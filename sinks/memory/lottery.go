@@ -53,6 +53,18 @@ var resultTypes = map[string]func(*schemas.Envelope) (string, schemas.Payload, e
 	schemas.TypeCouponStateChanged: decode(func(c *schemas.StateChanged) (string, []*time.Time) {
 		return c.ResultID, []*time.Time{&c.ValidFrom, &c.ExpiresAt, c.LockDeadline, &c.ChangedAt}
 	}),
+	schemas.TypeReferralBound: decode(func(r *schemas.ReferralBoundResult) (string, []*time.Time) {
+		return r.ResultID, []*time.Time{&r.OccurredAt, &r.DecidedAt}
+	}),
+	schemas.TypeReferralQualificationDecided: decode(func(q *schemas.QualificationDecided) (string, []*time.Time) {
+		return q.ResultID, []*time.Time{&q.OccurredAt, &q.DecidedAt}
+	}),
+	schemas.TypeReferralRewardGranted: decode(func(r *schemas.RewardGranted) (string, []*time.Time) {
+		return r.ResultID, []*time.Time{&r.GrantedAt}
+	}),
+	schemas.TypeRecommendationMade: decode(func(r *schemas.RecommendationMade) (string, []*time.Time) {
+		return r.RecommendationID, []*time.Time{&r.MadeAt}
+	}),
 }
 
 // decode returns a decoder of T's events; fields returns a decoded T's

@@ -148,3 +148,11 @@ func TestKeepsEveryKnownEventOnce(t *testing.T) {
 		t.Errorf("writing an event without a schema: got %v, want ErrUnsupportedType", err)
 	}
 }
+
+func TestCampaignReader(t *testing.T) {
+	sinktest.RunCampaignReader(t, func(t *testing.T) sinktest.CampaignSink { return newSink(t) })
+}
+
+func TestThroughputReader(t *testing.T) {
+	sinktest.RunThroughputReader(t, func(t *testing.T) sinktest.ThroughputSink { return newSink(t) })
+}

@@ -75,6 +75,11 @@ func BenchmarkUserCoupons(b *testing.B) {
 // measure runs query once per iteration and reports queries/s and the p99
 // latency.
 func measure(b *testing.B, query func(i int) error) {
+	report(b, timed(b, query))
+}
+
+// timed runs query once per iteration and returns the latencies.
+func timed(b *testing.B, query func(i int) error) []time.Duration {
 	b.ReportAllocs()
 	var lat []time.Duration
 	for i := 0; b.Loop(); i++ {
@@ -84,7 +89,7 @@ func measure(b *testing.B, query func(i int) error) {
 		}
 		lat = append(lat, time.Since(start))
 	}
-	report(b, lat)
+	return lat
 }
 
 func report(b *testing.B, lat []time.Duration) {

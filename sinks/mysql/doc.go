@@ -77,6 +77,8 @@
 //	lottery.prize.awarded       lottery_award_<j>     by user_id, UNIQUE (activity_id, user_id)
 //	gift.match.decided          gift_match_<j>        by sender_id
 //	gift.member.recorded        gift_member_<j>       by user_id
+//	recommendation.made         recommendation_<j>    by user_id, key recommendation_id: the history;
+//	                                                  a user's latest top N is its rows of the greatest made_at
 //
 // Two tables keep something other than the last row written. coupon_<j> is
 // each coupon's current state: the applied operation with the highest seq.
@@ -114,4 +116,30 @@
 // utf8mb4_bin, which ignores trailing spaces: the schemas allow none in
 // ids, and the bytewise order and distinctness of participants are made in
 // Go.
+//
+// # Station messages
+//
+// [Sink.Station] returns the station-message (站内信) store on the sink's
+// connections: a writer of station.message.published and .withdrawn for
+// the sink-station stage, and the [github.com/promoflow/promoflow/sinks.Inbox]
+// the HTTP API reads (station.go, inbox.go; docs/station-messages.md).
+//
+//	station_message       first shard database only: each message to all
+//	                      users once, keyed by message_id, numbered by seq
+//	station_seq           first shard database: the one-row counter of seq
+//	station_inbox_<j>     by user_id, key (user_id, message_id): messages to
+//	                      one user, and the messages to all users a user's
+//	                      reads delivered (broadcast = 1, content in
+//	                      station_message); read_at
+//	station_cursor_<j>    by user_id: the seq a user's inbox is up to
+//
+// Writers of station_message lock the station_seq row first and number
+// their rows after it, so seq follows the commit order and a cursor never
+// passes a message that commits later. A user's inbox receives the
+// messages to all users above its cursor when the user reads it: they are
+// read, then one transaction locks the cursor row and, if the cursor has
+// not moved meanwhile, inserts the rows that are absent and moves it;
+// users who never read have no rows. The app that
+// first stored a message_id owns it; a withdrawal is final and wins over
+// a publish that arrives after it.
 package mysql

@@ -120,6 +120,11 @@ var resultTables = map[string]string{
 	schemas.TypeGiftMemberRecorded:       "gift_member",
 	schemas.TypeCouponStateChanged:       "coupon_op",
 	schemas.TypeNotificationRequested:    "coupon_reminder",
+
+	schemas.TypeReferralBound:                "referral",
+	schemas.TypeReferralQualificationDecided: "referral_qualification",
+	schemas.TypeReferralRewardGranted:        "referral_reward",
+	schemas.TypeRecommendationMade:           "recommendation",
 }
 
 // ResultRows reads every column of every shard's table of eventType by
@@ -410,4 +415,12 @@ func TestIntegrationMySQLShardsConfig(t *testing.T) {
 	if err := s.WriteBatch(ctx, sinktest.Grants(t, "shards", 100)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestIntegrationMySQLCampaignReader(t *testing.T) {
+	integration(t)
+	sinktest.RunCampaignReader(t, func(t *testing.T) sinktest.CampaignSink {
+		s, _ := newSink(t, suiteLayout)
+		return s
+	})
 }

@@ -265,8 +265,15 @@ func (b *batchRows) add(t *table, r row) {
 // writeDatabase writes one database's share of a batch in one transaction,
 // trying again when InnoDB aborts it for a deadlock or a lock wait timeout.
 func (s *Sink) writeDatabase(ctx context.Context, db int, writes []shardWrite) error {
+	return retrying(ctx, func() error { return s.writeTx(ctx, db, writes) })
+}
+
+// retrying runs fn, a transaction, again while InnoDB aborts it for a
+// deadlock or a lock wait timeout, at most txAttempts times, backing off
+// a little longer each time.
+func retrying(ctx context.Context, fn func() error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.writeTx(ctx, db, writes)
+		err := fn()
 		if err == nil || attempt == txAttempts || !retryable(err) {
 			return err
 		}

@@ -60,6 +60,8 @@ var tables = []*table{
 	&couponGrants, &coupons.table, &couponOps.table, &couponReminders,
 	&lotteryActivities.table, &lotteryEntries.table, &lotteryDraws.table, &lotteryAwards.table,
 	&giftMatches.table, &giftMembers.table,
+	&referralBindings.table, &referralQualifications.table, &referralRewards.table,
+	&recommendations.table,
 }
 
 // tablesFor maps an event type to its tables, in the order of tables.

@@ -25,6 +25,10 @@ var verifyTables = map[string][]string{
 	lotteryEntries.prefix: {"activity_id"},
 	lotteryAwards.prefix:  {"activity_id"},
 	giftMatches.prefix:    {"activity_id"},
+
+	referralBindings.prefix:       {"activity_id"},
+	referralQualifications.prefix: {"activity_id"},
+	referralRewards.prefix:        {"activity_id"},
 }
 
 // OpenReader connects to every shard database to read, as `promoflow
@@ -210,7 +214,7 @@ func (s *Sink) ConfirmsPerCouponOver(ctx context.Context, i int, batch string, f
 // ActivityIDs calls fn with each activity id in table (lottery_award or
 // gift_match) of shard table i, through its activity index.
 func (s *Sink) ActivityIDs(ctx context.Context, i int, table string, fn func(activity string) error) error {
-	if table != lotteryAwards.prefix && table != giftMatches.prefix {
+	if table != lotteryAwards.prefix && table != giftMatches.prefix && table != referralBindings.prefix {
 		return fmt.Errorf("verify lists no activities of %q", table)
 	}
 	return s.shardQuery(ctx, i, "SELECT DISTINCT activity_id FROM `"+table+"_%[1]d`", nil, func(rows *sql.Rows) error {
@@ -248,6 +252,8 @@ func (s *Sink) AwardsPerTier(ctx context.Context, i int, activity string, fn fun
 var sortedUserColumns = map[string]map[string]string{
 	lotteryAwards.prefix: {"user_id": "tier_id"},
 	giftMatches.prefix:   {"sender_id": "receiver_id", "receiver_id": "sender_id"},
+	// An invitee's bindings (bound decisions only), with the inviter.
+	referralBindings.prefix: {"invitee_id": "bound_inviter_id"},
 }
 
 // SortedUsers returns one page of an activity's rows in shard table i,
@@ -264,6 +270,9 @@ func (s *Sink) SortedUsers(ctx context.Context, i int, q verify.UserQuery) ([]ve
 	args := []any{q.ActivityID}
 	if q.Table == giftMatches.prefix {
 		conds = append(conds, "status = '"+schemas.MatchMatched+"'")
+	}
+	if q.Table == referralBindings.prefix {
+		conds = append(conds, "status = '"+schemas.ReferralBound+"'")
 	}
 	if q.AfterID != "" {
 		conds = append(conds, "("+col+" > ? OR ("+col+" = ? AND result_id > ?))")

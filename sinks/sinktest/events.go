@@ -158,7 +158,8 @@ func hostileGrants(tb testing.TB) []*schemas.Envelope {
 // ResultTypes lists the result types every sink stores besides coupon
 // grants, one row per result id (per notification id for
 // notification.requested): the lottery and gift-exchange results, the
-// coupon operations and the coupon expiry reminders. The applied coupon
+// coupon operations, the coupon expiry reminders and the recommendations
+// (by recommendation_id). The applied coupon
 // operations also make the coupon states (see [Reader]).
 var ResultTypes = []string{
 	schemas.TypeLotteryActivityCommitted,
@@ -169,6 +170,10 @@ var ResultTypes = []string{
 	schemas.TypeGiftMemberRecorded,
 	schemas.TypeCouponStateChanged,
 	schemas.TypeNotificationRequested,
+	schemas.TypeReferralBound,
+	schemas.TypeReferralQualificationDecided,
+	schemas.TypeReferralRewardGranted,
+	schemas.TypeRecommendationMade,
 }
 
 // Result returns an envelope carrying the result p (one of ResultTypes),
@@ -270,6 +275,18 @@ func Results(tb testing.TB, prefix string, n int) []*schemas.Envelope {
 				n.ExpiresAt = &expires
 			}
 			p = n
+		case schemas.TypeRecommendationMade:
+			r := schemas.RecommendationMade{
+				RecommendationID: id, UserID: user, BatchID: fmt.Sprintf("%s-batch-%d", prefix, i%5), Rank: int64(1 + i%3),
+				Score: int64(i)*1000 + 7, Affinity: int64(i*7919) % 1_000_001, ExpectedDiscount: int64(i) * 10, MadeAt: at,
+				RulesRevision: "r-0123456789ab", TriggerEventID: fmt.Sprintf("%s-trigger-%d", prefix, i),
+			}
+			if i%2 == 0 {
+				r.GrantEventID = "recgrant-" + id
+			}
+			p = r
+		default:
+			p = referralResult(typ, prefix, i, id, activity, user, at, rejected)
 		}
 		out[i] = Result(tb, app, at, p)
 	}
@@ -381,6 +398,11 @@ func hostileResults(tb testing.TB) []*schemas.Envelope {
 		add(i, schemas.NotificationRequested{
 			NotificationID: id(schemas.TypeNotificationRequested, i), UserID: s(128), Template: sinks.ReminderTemplate,
 			SubjectID: s(64), CouponID: s(32), ExpiresAt: a.DrawAt, DueAt: hostileAt,
+		})
+		add(i, schemas.RecommendationMade{
+			RecommendationID: id(schemas.TypeRecommendationMade, i), UserID: s(128), BatchID: s(64), Rank: 100,
+			Score: 1<<63 - 1, Affinity: 1_000_000, ExpectedDiscount: 1<<63 - 1, MadeAt: hostileAt,
+			RulesRevision: s(64), TriggerEventID: s(128), GrantEventID: s(128),
 		})
 	}
 	return out

@@ -34,19 +34,25 @@ var decoders = map[string]func([]byte) (schemas.Payload, error){
 	schemas.TypeGiftMemberRecorded:       decodeStrict[schemas.MemberRecorded],
 	schemas.TypeCouponStateChanged:       decodeStrict[schemas.StateChanged],
 	schemas.TypeNotificationRequested:    decodeStrict[schemas.NotificationRequested],
+
+	schemas.TypeReferralBound:                decodeStrict[schemas.ReferralBoundResult],
+	schemas.TypeReferralQualificationDecided: decodeStrict[schemas.QualificationDecided],
+	schemas.TypeReferralRewardGranted:        decodeStrict[schemas.RewardGranted],
+	schemas.TypeRecommendationMade:           decodeStrict[schemas.RecommendationMade],
 }
 
 // resultID returns the id the result p is stored under: its result_id, or
 // a notification's notification_id.
 func resultID(p schemas.Payload) string {
 	var id struct {
-		ResultID       string `json:"result_id"`
-		NotificationID string `json:"notification_id"`
+		ResultID         string `json:"result_id"`
+		NotificationID   string `json:"notification_id"`
+		RecommendationID string `json:"recommendation_id"`
 	}
 	if b, err := json.Marshal(p); err == nil {
 		_ = json.Unmarshal(b, &id)
 	}
-	return cmp.Or(id.ResultID, id.NotificationID)
+	return cmp.Or(id.ResultID, id.NotificationID, id.RecommendationID)
 }
 
 func decodeStrict[T schemas.Payload](b []byte) (schemas.Payload, error) {
@@ -61,7 +67,7 @@ func decodeStrict[T schemas.Payload](b []byte) (schemas.Payload, error) {
 
 // columnFields maps the columns whose names are not their JSON fields':
 // rank and trigger are reserved words in MySQL 8.
-var columnFields = map[string]string{"draw_rank": "rank", "draw_trigger": "trigger"}
+var columnFields = map[string]string{"draw_rank": "rank", "draw_trigger": "trigger", "rec_rank": "rank"}
 
 // ColumnsRow returns the result of eventType (one of [ResultTypes]) stored
 // as one row whose columns are cols, by name, for Readers that select every
