@@ -74,6 +74,7 @@ var keyRules = map[TypeVersion]func(key string, field func(string) string) error
 	{TypeStationMessageWithdrawn, 1}: checkAudience,
 	{TypeCrowdMembershipRecorded, 1}: checkCrowdDay,
 	{TypeCrowdComputed, 1}:           checkCrowdDay,
+	{TypeNotifyShardPlanned, 1}:      checkShardID,
 }
 
 // checkAudience requires user_id exactly when audience is user, and the

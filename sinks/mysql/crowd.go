@@ -534,6 +534,12 @@ func (c *Crowds) table(ctx context.Context, crowdID string) (*sql.DB, string, er
 	if err != nil {
 		return nil, "", err
 	}
+	return c.tableOf(cr)
+}
+
+// tableOf returns the member table of a located crowd.
+func (c *Crowds) tableOf(cr sinks.Crowd) (*sql.DB, string, error) {
+	crowdID := cr.CrowdID
 	t := CrowdTable(cr.AppID)
 	if cr.Trigger == schemas.CrowdManual {
 		return c.db(t), CrowdManualTable(t), nil
@@ -557,7 +563,20 @@ func noTable(crowdID string, err error) error {
 // Members returns up to limit member ids greater than after, ascending
 // (sinks.CrowdReader). A routine crowd is read at its ready day.
 func (c *Crowds) Members(ctx context.Context, crowdID, after string, limit int) ([]string, error) {
-	db, name, err := c.table(ctx, crowdID)
+	cr, err := c.Crowd(ctx, crowdID)
+	if err != nil {
+		return nil, err
+	}
+	return c.MembersOf(ctx, cr, after, limit)
+}
+
+// MembersOf is Members for a crowd already located (Crowd), read at cr.Day
+// however the locator moves on: the notification planner pins a routine
+// crowd's day for a whole campaign. A day dropped by the retention is an
+// error wrapping sinks.ErrNotFound.
+func (c *Crowds) MembersOf(ctx context.Context, cr sinks.Crowd, after string, limit int) ([]string, error) {
+	crowdID := cr.CrowdID
+	db, name, err := c.tableOf(cr)
 	if err != nil {
 		return nil, err
 	}
