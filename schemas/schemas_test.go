@@ -163,6 +163,13 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 	f.Add([]byte(validBroadcast))
 	f.Add([]byte(validDirect))
 	f.Add([]byte(validWithdrawal))
+	// Notification shards: an array of user ids, the shard id rule.
+	shard := `{"event_id":"e","type":"notify.shard.planned","version":1,"app_id":"a","occurred_at":"2026-11-22T11:00:00Z","key":"%s","payload":{"shard_id":"%s","campaign_id":"c","seq":7,"crowd_id":"vip","template":"t","users":[%s],"planned_at":"2026-11-22T11:00:00Z"}}`
+	f.Add([]byte(fmt.Sprintf(shard, "c/7", "c/7", `"u1","u2"`)))
+	f.Add([]byte(fmt.Sprintf(shard, "c/07", "c/07", `"u1"`)))
+	f.Add([]byte(fmt.Sprintf(shard, "d/7", "d/7", `"u1"`)))
+	f.Add([]byte(fmt.Sprintf(shard, "c/7", "c/7", `"u 1", 3`)))
+	f.Add([]byte(`{"event_id":"e","type":"notify.campaign.requested","version":1,"app_id":"a","occurred_at":"2026-11-22T11:00:00Z","key":"c","payload":{"campaign_id":"c","crowd_id":"vip","template":"t","shard_size":0,"requested_at":"2026-11-22T11:00:00Z"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := testDecoder()
 		got, gerr := d.Decode(b)

@@ -35,6 +35,7 @@ type Config struct {
 	Station    StationConfig     `yaml:"station"`
 	Recommend  RecommendConfig   `yaml:"recommend"`
 	Crowds     CrowdsConfig      `yaml:"crowds"`
+	Notify     NotifyConfig      `yaml:"notify"`
 }
 
 // KafkaConfig says where the brokers are and how to reach them.
@@ -577,6 +578,7 @@ func (c *Config) defaults() {
 	c.ClickHouse.Defaults()
 	c.Gateway.defaults()
 	c.Referral.defaults()
+	c.Notify.defaults()
 	c.Metrics.defaults()
 }
 
@@ -660,6 +662,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Referral.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Notify.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Metrics.validate(); err != nil {

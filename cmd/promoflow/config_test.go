@@ -137,6 +137,12 @@ func TestConfigExampleFile(t *testing.T) {
 	if len(c.MySQL.Shards) == 0 {
 		c.MySQL.Shards = nil
 	}
+	if len(c.Notify.Caps) == 0 {
+		c.Notify.Caps = nil
+	}
+	if len(c.Notify.Templates) == 0 {
+		c.Notify.Templates = nil
+	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("%s does not hold the defaults:\n got %+v\nwant %+v", exampleConfig, c, want)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/promoflow/promoflow/internal/topology"
 	"github.com/promoflow/promoflow/processors/coupon"
 	"github.com/promoflow/promoflow/processors/lottery"
+	"github.com/promoflow/promoflow/processors/notify"
 	"github.com/promoflow/promoflow/processors/recommend"
 	"github.com/promoflow/promoflow/processors/referral"
 	"github.com/promoflow/promoflow/schemas"
@@ -43,7 +44,8 @@ const (
 	stageRecommend  = recommend.StageName
 )
 
-var allStages = []string{stageCoupon, stageLottery, stageMySQL, stageClickHouse, stageReferral, stageStation, stageRecommend, stageCrowd}
+var allStages = []string{stageCoupon, stageLottery, stageMySQL, stageClickHouse, stageReferral, stageStation, stageRecommend, stageCrowd,
+	stageNotifyPlan, stageNotifySend}
 
 // sinkWriter is a sink as the pipeline holds it.
 type sinkWriter interface {
@@ -95,7 +97,8 @@ func stageDeclsWithDLQ(dlq string) []topology.Node {
 		referral.New(nil, nil, nil).Stage(), referral.AdminStage(),
 		recommend.New(nil, nil, nil, nil).Stage(),
 	}, sinkStages(nil, nil)...)
-	stages = append(stages, stationStage(nil), crowdStage(nil))
+	stages = append(stages, stationStage(nil), crowdStage(nil),
+		notify.NewPlanner(nil, nil, nil).Stage(), notify.NewDispatcher(nil, nil, nil, nil).Stage())
 	nodes := make([]topology.Node, len(stages))
 	for i, s := range stages {
 		nodes[i] = s.Node()
@@ -398,6 +401,16 @@ func buildPipeline(ctx context.Context, cfg *Config, stages []string, pt parts) 
 	}
 	if has(stages, stageCrowd) {
 		if err := p.addCrowds(ctx, my, scfg); err != nil {
+			return nil, err
+		}
+	}
+	if has(stages, stageNotifyPlan) {
+		if err := p.addNotifyPlan(ctx, pt, my, scfg); err != nil {
+			return nil, err
+		}
+	}
+	if has(stages, stageNotifySend) {
+		if err := p.addNotifySend(ctx, pt, scfg); err != nil {
 			return nil, err
 		}
 	}

@@ -10,7 +10,7 @@
 -- A user is marked only while the reservation is still this shard's at
 -- this epoch or an older one (a newer owner may have taken it over).
 -- Returns {sent, failed, released, lost}: lost counts reservations that
--- were no longer ours.
+-- were no longer ours (the shard is then not done: their owner finishes it).
 local campaign, seq, epoch = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now, keep, done = ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local sent, failed, released, lost = 0, 0, 0, 0
@@ -38,7 +38,7 @@ for i = 2, #KEYS do
 end
 if sent > 0 then redis.call('HINCRBY', KEYS[1], 'sent', sent) end
 if failed > 0 then redis.call('HINCRBY', KEYS[1], 'failed', failed) end
-if done == '1' and redis.call('HSETNX', KEYS[1], 'd:' .. seq, now) == 1 then
+if done == '1' and lost == 0 and redis.call('HSETNX', KEYS[1], 'd:' .. seq, now) == 1 then
   redis.call('HINCRBY', KEYS[1], 'shards_done', 1)
 end
 redis.call('PEXPIRE', KEYS[1], keep)

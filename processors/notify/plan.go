@@ -223,8 +223,10 @@ func (p *Planner) step(ctx context.Context, res *stream.Result, c schemas.Notify
 			return err
 		}
 		exhausted = len(users) < want
-		for lo := 0; lo < len(users); lo += c.ShardSize {
-			part := users[lo:min(lo+c.ShardSize, len(users))]
+		for lo := 0; lo < len(users); {
+			hi := shardEnd(users, lo, c.ShardSize)
+			part := users[lo:hi]
+			lo = hi
 			s := schemas.NotifyShardPlanned{ShardID: schemas.NotifyShardID(c.CampaignID, c.NextSeq), CampaignID: c.CampaignID, Seq: c.NextSeq,
 				CrowdID: c.CrowdID, Template: c.Template, Users: part, PlannedAt: now}
 			rec, err := stream.NewRecord(TopicShards, "shard:"+c.CampaignID+":"+strconv.FormatInt(s.Seq, 10), AppID, now, s)
@@ -255,4 +257,22 @@ func (p *Planner) step(ctx context.Context, res *stream.Result, c schemas.Notify
 	// Counters move with the records: a redelivered step writes the same
 	// values again.
 	return p.store.setCampaign(ctx, c.CampaignID, fields)
+}
+
+// maxShardUserBytes bounds the user ids of one shard, so that its record
+// stays well under the events' size limit (schemas.DefaultMaxBytes) even
+// with long ids.
+const maxShardUserBytes = 48 << 10
+
+// shardEnd returns where the shard starting at users[lo] ends: after size
+// users, or before the ids pass maxShardUserBytes.
+func shardEnd(users []string, lo, size int) int {
+	n := 0
+	for i := lo; i < len(users) && i < lo+size; i++ {
+		n += len(users[i]) + 3 // quotes and a comma
+		if n > maxShardUserBytes && i > lo {
+			return i
+		}
+	}
+	return min(lo+size, len(users))
 }

@@ -175,7 +175,9 @@ func (d *Dispatcher) send(ctx context.Context, res *stream.Result, epoch int64, 
 	count(res, "sent", int(mr.Sent))
 	count(res, "failed", int(mr.Failed))
 	if mr.Lost > 0 {
-		d.log.Warn("reservations taken over by a newer owner of the partition", "shard", s.ShardID, "users", mr.Lost)
+		// A newer owner of the partition took the users over: it sends
+		// the shard; this worker stops.
+		return fmt.Errorf("shard %s: %d reservations taken over by a newer owner: %w", s.ShardID, mr.Lost, stream.ErrFenced)
 	}
 	if !done {
 		if sendErr == nil {

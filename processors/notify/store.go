@@ -272,7 +272,11 @@ func (s *Store) Progress(ctx context.Context, campaign string) (Progress, error)
 	}
 	str := func(i int) string { v, _ := vals[i].(string); return v }
 	num := func(i int) int64 { n, _ := strconv.ParseInt(str(i), 10, 64); return n }
-	if str(2) == "" && num(8) == 0 {
+	known := false
+	for _, v := range vals {
+		known = known || v != nil
+	}
+	if !known {
 		return Progress{}, fmt.Errorf("campaign %s: %w", campaign, ErrUnknownCampaign)
 	}
 	p := Progress{CampaignID: campaign, CrowdID: str(0), Template: str(1), Status: str(2), Reason: str(3),

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/promoflow/promoflow/internal/testenv"
+	"github.com/promoflow/promoflow/processors/notify"
+	"github.com/promoflow/promoflow/sinks/mysql"
+)
+
+// TestIntegrationNotifyEndToEnd runs a campaign as docs/notifications.md
+// tells an operator to: import crowds, let promoflow run plan and send
+// them (the log sender writing to a file), follow the campaign with
+// notify --wait, and read its status. A cap of one a day holds across
+// campaigns, a repeated campaign sends nothing, and an unknown crowd or
+// template is refused with its reason.
+func TestIntegrationNotifyEndToEnd(t *testing.T) {
+	e := startCouponEnv(t, stageCrowd, stageNotifyPlan, stageNotifySend)
+	ctx := testenv.Context(t, 4*time.Minute)
+	dir := t.TempDir()
+	sent := filepath.Join(dir, "sent.jsonl")
+	e.cfg.Notify.LogFile = sent
+	e.cfg.Notify.Caps = []notify.Cap{{Window: 24 * time.Hour, Max: 1}}
+	e.cfg.Notify.Templates = map[string]notify.Template{"presale": {Title: "Double 11 presale", Body: "{{.UserID}}, your coupons are waiting."}}
+	e.restart()
+
+	cfgFile := filepath.Join(dir, "promoflow.yaml")
+	body := fmt.Sprintf(`kafka:
+  brokers: [%s]
+redis:
+  addr: %q
+  key_prefix: %q
+mysql:
+  dsn: %q
+  database_prefix: %q
+  databases: 2
+  tables_per_database: 2
+log:
+  level: error
+notify:
+  caps: [{window: 24h, max: 1}]
+  templates:
+    presale:
+      title: "Double 11 presale"
+      body: "{{.UserID}}, your coupons are waiting."
+`, strings.Join(e.cfg.Kafka.Brokers, ", "), e.cfg.Redis.Addr, e.prefix, testenv.MySQLDSN(), e.prefix)
+	if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (int, string, string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		code := runMain(append(args, "--config", cfgFile), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	must := func(args ...string) (string, string) {
+		t.Helper()
+		code, out, errOut := run(args...)
+		if code != 0 {
+			t.Fatalf("promoflow %s exited %d:\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out, errOut
+	}
+	file := func(name string, users ...string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(strings.Join(users, "\n")+"\n"), 0o600)
+		return p
+	}
+	var vip []string
+	for i := range 3000 {
+		vip = append(vip, fmt.Sprintf("u%05d", i))
+	}
+	must("crowds", "import", "--crowd", "vip", "--app", "shop", "--trigger", "routine", "--users", file("vip.txt", vip...))
+	must("crowds", "import", "--crowd", "beta", "--app", "live", "--trigger", "manual", "--users", file("beta.txt", "u00001", "u00002", "x1", "x2"))
+	must("crowds", "import", "--crowd", "solo", "--app", "live", "--trigger", "manual", "--users", file("solo.txt", "z1"))
+	sink, err := mysql.New(ctx, e.cfg.MySQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	crowds, err := sink.Crowds(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the sink to store the crowds", func() bool {
+		c, err := crowds.Crowd(ctx, "vip")
+		x2, _ := crowds.IsMember(ctx, "beta", "x2")
+		z1, _ := crowds.IsMember(ctx, "solo", "z1")
+		return err == nil && c.Day != "" && x2 && z1
+	})
+
+	out, progress := must("notify", "--crowd", "vip", "--template", "presale", "--campaign", "d11", "--shard-size", "250", "--wait")
+	if strings.TrimSpace(out) != "d11" || !strings.Contains(progress, "12/12 shards done, 3000 of 3000 users settled (3000 sent, 0 capped, 0 failed)") {
+		t.Fatalf("notify --wait printed %q and %q", out, progress)
+	}
+	must("notify", "send", "--crowd", "beta", "--template", "presale", "--campaign", "beta-1", "--wait")
+	out, _ = must("notify", "status", "beta-1", "--json", "--user", "u00001")
+	var st struct {
+		notify.Progress
+		UserState string `json:"user_state"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Sent != 2 || st.Capped != 2 || st.UserState != "capped" || st.Status != notify.StatusPlanned {
+		t.Fatalf("status beta-1: %s (%v)", out, err)
+	}
+	// The same campaign again sends nothing; a probe campaign after it
+	// shows the repeat was consumed.
+	must("notify", "--crowd", "vip", "--template", "presale", "--campaign", "d11", "--wait")
+	must("notify", "--crowd", "solo", "--template", "presale", "--campaign", "probe", "--wait")
+
+	got := map[string]int{}
+	f, err := os.Open(sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m notify.Message
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("log sender line %q: %v", sc.Text(), err)
+		}
+		if m.IdempotencyKey != m.CampaignID+":"+m.UserID || m.Title != "Double 11 presale" || m.Body != m.UserID+", your coupons are waiting." {
+			t.Fatalf("message %+v", m)
+		}
+		got[m.CampaignID+" "+m.UserID]++
+	}
+	for _, u := range vip {
+		if got["d11 "+u] != 1 {
+			t.Fatalf("user %s got d11 %d times", u, got["d11 "+u])
+		}
+	}
+	if len(got) != 3000+2+1 || got["beta-1 x1"] != 1 || got["beta-1 x2"] != 1 || got["probe z1"] != 1 {
+		t.Fatalf("%d distinct sends: beta-1 x1 %d, x2 %d, probe z1 %d", len(got), got["beta-1 x1"], got["beta-1 x2"], got["probe z1"])
+	}
+	for k, n := range got {
+		if n != 1 {
+			t.Fatalf("%s sent %d times", k, n)
+		}
+	}
+
+	code, _, errOut := run("notify", "--crowd", "nope", "--template", "presale", "--campaign", "nope-1", "--wait", "--timeout", "1m")
+	if code != 1 || !strings.Contains(errOut, notify.ReasonUnknownCrowd) {
+		t.Fatalf("unknown crowd: exit %d, %s", code, errOut)
+	}
+	code, _, errOut = run("notify", "--crowd", "vip", "--template", "nope")
+	if code != 2 || !strings.Contains(errOut, "not in notify.templates") {
+		t.Fatalf("unknown template: exit %d, %s", code, errOut)
+	}
+	if out, _ := must("notify", "templates"); !strings.HasPrefix(out, "presale\tDouble 11 presale") {
+		t.Fatalf("templates: %q", out)
+	}
+}
