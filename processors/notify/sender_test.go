@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -133,5 +134,26 @@ func TestShardEnd(t *testing.T) {
 	end := shardEnd(long, 0, 1000)
 	if end >= 1000 || end*(128+3) > maxShardUserBytes || (end+1)*(128+3) <= maxShardUserBytes {
 		t.Fatalf("byte bound: %d users of 128 bytes", end)
+	}
+}
+
+// TestSignMatchesOpenSSL checks the signature docs/notifications.md tells
+// receivers to compute with openssl.
+func TestSignMatchesOpenSSL(t *testing.T) {
+	path, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("openssl is not installed")
+	}
+	secret, ts, body := strings.Repeat("k", 32), "1800000000", `{"messages":[{"user_id":"u1"}]}`
+	cmd := exec.Command("sh", "-c", `printf '%s.%s' "$TS" "$BODY" | "$OPENSSL" dgst -sha256 -hmac "$SECRET" -hex`)
+	cmd.Env = append(cmd.Environ(), "TS="+ts, "BODY="+body, "OPENSSL="+path, "SECRET="+secret)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.TrimSpace(string(out))
+	got = got[strings.LastIndexByte(got, ' ')+1:]
+	if want := Sign([]byte(secret), ts, []byte(body)); got != want {
+		t.Fatalf("openssl %s, Sign %s", got, want)
 	}
 }
