@@ -24,12 +24,11 @@ for i = 2, #KEYS do
   if s ~= seq or (tonumber(e) or 0) > epoch then
     lost = lost + 1
   elseif outcome == 's' then
+    -- The key's expiry was set by the reservation, a lease ago at most.
     redis.call('HSET', key, campaign, 's|' .. now)
-    redis.call('PEXPIRE', key, keep)
     sent = sent + 1
   elseif outcome == 'f' then
     redis.call('HSET', key, campaign, 'f|' .. now)
-    redis.call('PEXPIRE', key, keep)
     failed = failed + 1
   else
     redis.call('HDEL', key, campaign)

@@ -17,7 +17,9 @@
 --
 -- Returns a string of one code per user: R reserved (send it), S already
 -- sent, C capped, F failed for good earlier, B busy (reserved by another
--- live holder), and "D" alone when the shard was already done.
+-- live holder). A shard already done is decided user by user all the
+-- same (all S, C or F): a shard of the same seq planned again over a
+-- manual crowd that changed in between may hold other users.
 -- A user's sends of other campaigns in a cap's window count against the
 -- cap, and so do their live reservations (so two campaigns sent at the same
 -- moment cannot both pass a cap of 1).
@@ -27,10 +29,6 @@ local ncaps = tonumber(ARGV[7])
 local caps = {}
 for i = 1, ncaps do
   caps[i] = {tonumber(ARGV[6 + 2 * i]), tonumber(ARGV[7 + 2 * i])}
-end
-
-if redis.call('HEXISTS', KEYS[1], 'd:' .. seq) == 1 then
-  return 'D'
 end
 
 -- when returns the ms a value was written at, and whether it holds a
@@ -48,7 +46,13 @@ local out = {}
 local capped = 0
 for i = 2, #KEYS do
   local key = KEYS[i]
-  local cur = redis.call('HGET', key, campaign)
+  -- One read of the user's whole record: this campaign's entry, and the
+  -- other campaigns the caps count.
+  local all = redis.call('HGETALL', key)
+  local cur
+  for j = 1, #all, 2 do
+    if all[j] == campaign then cur = all[j + 1] break end
+  end
   local code
   if cur then
     local kind, _, s, e, u = parse(cur)
@@ -62,7 +66,6 @@ for i = 2, #KEYS do
   if code == nil or code == 'R' then
     -- Count this user's other campaigns in each cap's window, and forget
     -- what is older than keep.
-    local all = redis.call('HGETALL', key)
     local over = false
     local counts = {}
     for c = 1, ncaps do counts[c] = 0 end

@@ -108,11 +108,8 @@ const (
 	codeBusy     = 'B'
 )
 
-// errShardDone is reserve's answer for a shard already complete.
-var errShardDone = errors.New("shard already done")
-
 // reserve decides each user of shard seq and reserves those to send now.
-// It returns one code per user, or errShardDone.
+// It returns one code per user.
 func (s *Store) reserve(ctx context.Context, campaign string, seq, epoch int64, users []string) (string, error) {
 	keys := make([]string, 0, len(users)+1)
 	keys = append(keys, s.campaignKey(campaign))
@@ -132,9 +129,6 @@ func (s *Store) reserve(ctx context.Context, campaign string, seq, epoch int64, 
 	})
 	if err != nil {
 		return "", fmt.Errorf("reserving shard %s: %w", shardID(campaign, seq), err)
-	}
-	if codes == "D" {
-		return "", errShardDone
 	}
 	if len(codes) != len(users) {
 		return "", fmt.Errorf("reserving shard %s: %d codes for %d users", shardID(campaign, seq), len(codes), len(users))
