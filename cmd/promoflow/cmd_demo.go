@@ -30,8 +30,11 @@ events in, grants, rejections by reason, rows in each sink, DLQ count, elapsed
 time and events/s, and whether every invariant held. Then a lottery: a draw
 that fires by itself a few seconds later over --lottery-users participants
 (some delivered twice) and an instant-win activity; the draw is read back from
-MySQL and verified from its revealed seed, as "promoflow draw verify" does. Exits non-zero if one did
-not. Needs nothing but Go; real servers are used in their own databases/keys
+MySQL and verified from its revealed seed, as "promoflow draw verify" does.
+With the real MySQL, a notification campaign last: a routine crowd of
+--notify-users members is published and stored, and a campaign fans out to it
+through the notify stages and the log sender (to a file), every member
+checked to be notified exactly once. Exits non-zero if an invariant broke. Needs nothing but Go; real servers are used in their own databases/keys
 (promoflow_demo, pfdemo:*), which are reset or removed.
 
 --serve HOST:PORT serves the live campaign page and its API (as "promoflow
@@ -48,6 +51,7 @@ demo runs and after it, until Ctrl-C: it prints the URL to open, e.g.
 			dups := fs.Float64("dup-rate", 0.1, "share of claims delivered twice")
 			prods := fs.Int("producers", 4, "concurrent producers")
 			lotteryUsers := fs.Int("lottery-users", 20_000, "participants of the demo's scheduled lottery draw (0: skip the lottery part)")
+			notifyUsers := fs.Int("notify-users", 20_000, "members of the crowd the demo's notification campaign fans out to, when MySQL is the real server (0: skip it)")
 			standins := fs.String("standins", "auto", "auto: real servers where reachable; always: embedded stand-ins only; never: fail if a server is down")
 			timeout := fs.Duration("timeout", 10*time.Minute, "give up if the pipeline has not caught up by then")
 			verbose := fs.Bool("v", false, "show the pipeline's info logs")
@@ -73,7 +77,7 @@ demo runs and after it, until Ctrl-C: it prints the URL to open, e.g.
 				s := scenario{
 					RunID: fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffff), Claims: *claims, Users: *users,
 					HotStock: *stock, HotShare: *hot, Batches: *batches, DupRate: *dups, Malformed: true,
-					Producers: *prods, AppID: "demo", LotteryUsers: *lotteryUsers,
+					Producers: *prods, AppID: "demo", LotteryUsers: *lotteryUsers, NotifyUsers: *notifyUsers,
 				}
 				level := slog.LevelWarn
 				if *verbose {
@@ -115,6 +119,7 @@ type report struct {
 	p50, p99                 time.Duration
 	breaches                 []string
 	lottery                  *lotteryDemoReport
+	notify                   *notifyDemoReport
 }
 
 // runScenario runs a scenario end to end on the embedded environment and
@@ -133,6 +138,7 @@ func runScenario(ctx context.Context, cfgPath string, s scenario, standins strin
 	defer env.close()
 
 	env.parts.log = quietLogger(os.Stderr, level)
+	notifyLog := prepareNotifyDemo(cfg, s.RunID)
 	p, err := buildPipeline(ctx, cfg, allStages, env.parts)
 	if err != nil {
 		return nil, err
@@ -225,6 +231,23 @@ func runScenario(ctx context.Context, cfgPath string, s scenario, standins strin
 		rep.lottery = lr
 		rep.breaches = append(rep.breaches, lr.breaches...)
 	}
+	if s.NotifyUsers > 0 {
+		if sink, real := env.parts.mysql.(*mysql.Sink); real {
+			crowds, err := openCrowds(ctx, cfg, sink)
+			if err != nil {
+				return nil, err
+			}
+			nd := notifyDemo{runID: s.RunID, users: s.NotifyUsers, logFile: notifyLog, crowds: crowds, rdb: env.parts.rdb, cfg: cfg}
+			nr, err := nd.run(ctx, env.brokers, timeout, out)
+			if err != nil {
+				return nil, fmt.Errorf("notification demo: %w", err)
+			}
+			rep.notify = nr
+			rep.breaches = append(rep.breaches, nr.breaches...)
+		} else {
+			fmt.Fprintln(out, "\nNotification fan-out skipped: crowds live in MySQL, and this run uses the in-memory stand-in.")
+		}
+	}
 	if opts.serve != nil && opts.serve.after != nil {
 		if err := opts.serve.after(ctx, demoRun{rep: rep, url: pageURL, brokers: env.brokers}); err != nil {
 			return nil, err
@@ -305,6 +328,9 @@ func (r *report) print(w io.Writer) {
 	if r.lottery != nil {
 		n -= len(r.lottery.breaches)
 	}
+	if r.notify != nil {
+		n -= len(r.notify.breaches)
+	}
 	if n == 0 {
 		fmt.Fprintf(w, "  invariants       OK: one result per claim, grants ≤ stock, per-user limits held, one row per result in each sink, every hostile record in the DLQ\n")
 	}
@@ -313,6 +339,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.lottery != nil {
 		r.lottery.print(w)
+	}
+	if r.notify != nil {
+		r.notify.print(w)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 func TestDemoWithStandins(t *testing.T) {
 	ctx := testenv.Context(t, 3*time.Minute)
 	s := scenario{RunID: "t1", Claims: 3000, Users: 1000, HotStock: 200, HotShare: 0.5, Batches: 2,
-		DupRate: 0.1, Malformed: true, Producers: 2, AppID: "demo", LotteryUsers: 2000}
+		DupRate: 0.1, Malformed: true, Producers: 2, AppID: "demo", LotteryUsers: 2000, NotifyUsers: 100}
 	var out bytes.Buffer
 	rep, err := runScenario(ctx, "", s, "always", 2*time.Minute, slog.LevelError, &out, demoOptions{})
 	if err != nil {
@@ -25,7 +25,7 @@ func TestDemoWithStandins(t *testing.T) {
 	if len(rep.breaches) > 0 {
 		t.Fatalf("invariants broken: %v\n%s", rep.breaches, out.String())
 	}
-	for _, want := range []string{"stand-in", "miniredis", "embedded", "invariants       OK", "verify ok        winners", "each winner once"} {
+	for _, want := range []string{"stand-in", "miniredis", "embedded", "invariants       OK", "verify ok        winners", "each winner once", "Notification fan-out skipped"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -127,7 +127,7 @@ func TestIntegrationCampaignPageInBrowser(t *testing.T) {
 		}
 	})
 	s := scenario{RunID: runID, Claims: 3000, Users: 1000, HotStock: 200, HotShare: 0.5, Batches: 2, DupRate: 0.1,
-		Malformed: true, Producers: 2, AppID: "demo", Rate: 800, LotteryUsers: 1500}
+		Malformed: true, Producers: 2, AppID: "demo", Rate: 800, LotteryUsers: 1500, NotifyUsers: 2000}
 	hot, draw := s.hotBatch(), "demo-draw-"+runID
 	shots := []string{t.TempDir()}
 	if d := os.Getenv("PROMOFLOW_SCREENSHOT_DIR"); d != "" {
@@ -178,6 +178,9 @@ func TestIntegrationCampaignPageInBrowser(t *testing.T) {
 	}
 	if len(rep.breaches) > 0 {
 		t.Fatalf("invariants broken: %v\n%s", rep.breaches, out.String())
+	}
+	if rep.notify == nil || rep.notify.progress.Sent != 2000 || rep.notify.lines != 2000 {
+		t.Fatalf("the demo's notification campaign: %+v", rep.notify)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -300,6 +300,10 @@ type scenario struct {
 	// LotteryUsers, when positive, runs the lottery part of the demo after
 	// the claims with this many draw participants.
 	LotteryUsers int
+	// NotifyUsers, when positive and MySQL is the real server, fans a
+	// notification campaign out to a crowd of that many users at the end
+	// (notify_demo.go).
+	NotifyUsers int
 }
 
 func (s scenario) hotBatch() string { return "HOT-" + s.RunID }
