@@ -172,6 +172,7 @@ func (p *Processor) Handle(ctx context.Context, b *stream.Batch) (stream.Result,
 		w, skip := rules.Weigh(ev.Env.AppID, ev.Env.OccurredAt, &be, now)
 		if skip != "" {
 			p.skip(skip)
+			res.Decide("recommend.event", "skipped", skip)
 			continue
 		}
 		i, ok := byUser[be.UserID]
@@ -245,6 +246,8 @@ func (p *Processor) Handle(ctx context.Context, b *stream.Batch) (stream.Result,
 		}
 	}
 	for _, d := range decisions {
+		// The kinds are a small fixed set: same, held, emitted, ...
+		res.Decide("recommend.top", d.Kind, "")
 		switch d.Kind {
 		case DecisionSame:
 			p.same.Add(1)
@@ -261,6 +264,7 @@ func (p *Processor) Handle(ctx context.Context, b *stream.Batch) (stream.Result,
 		for _, r := range recs {
 			if r.Topic == coupon.TopicClaims {
 				p.grants.Add(1)
+				res.Decide("recommend.auto_grant", "requested", "")
 			}
 		}
 		res.Out = append(res.Out, recs...)

@@ -199,6 +199,16 @@ func TestIntegrationHistoryMakesExpectedCouponWin(t *testing.T) {
 	if st := f.p.Stats(); st.Skipped[SkipFilter] != 1 || st.Skipped[SkipRating] != 1 || st.Emitted != 6 || st.Same != 0 {
 		t.Errorf("stats = %+v", st)
 	}
+	// The metrics' decisions say the same (promoflow_decisions_total).
+	for d, want := range map[stream.Decision]int{
+		{Kind: "recommend.event", Outcome: "skipped", Reason: SkipFilter}: 1,
+		{Kind: "recommend.event", Outcome: "skipped", Reason: SkipRating}: 1,
+		{Kind: "recommend.top", Outcome: DecisionEmit}:                    6,
+	} {
+		if res.Decisions[d] != want {
+			t.Errorf("decisions %v: %d, want %d (all: %v)", d, res.Decisions[d], want, res.Decisions)
+		}
+	}
 }
 
 func splitWords(s string) []string {

@@ -226,6 +226,7 @@ func (p *Processor) results(res *stream.Result, e event, o Outcome) error {
 		if o.Counted {
 			r.Counted = 1
 		}
+		res.Decide("referral.bind", r.Status, o.Reason)
 		err = appendRecord(res, TopicResults, r.ResultID, env.AppID, o.At, r)
 	} else {
 		q := schemas.QualificationDecided{
@@ -243,6 +244,7 @@ func (p *Processor) results(res *stream.Result, e event, o Outcome) error {
 		if o.Reason != "" {
 			q.Status = schemas.ReferralRefused
 		}
+		res.Decide("referral.qualify", q.Status, o.Reason)
 		err = appendRecord(res, TopicResults, q.ResultID, env.AppID, o.At, q)
 	}
 	if err != nil {
@@ -261,6 +263,7 @@ func (p *Processor) results(res *stream.Result, e event, o Outcome) error {
 			GrantedAt:     o.At,
 		}
 		g.ClaimEventID = ClaimEventID(g.ResultID)
+		res.Decide("referral.reward", "granted", "")
 		if err := appendRecord(res, TopicResults, g.ResultID, AppID, o.At, g); err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/promoflow/promoflow/internal/metrics"
 	"github.com/promoflow/promoflow/internal/sharelink"
 	"github.com/promoflow/promoflow/internal/stream"
 	"github.com/promoflow/promoflow/internal/testenv"
@@ -31,6 +32,8 @@ type harness struct {
 	acts    *Activities
 	keys    *sharelink.Keyring
 	cl      *kgo.Client
+	// metrics, when set, receives the runners' metrics.
+	metrics *metrics.Metrics
 }
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -61,7 +64,7 @@ func (h *harness) start(group string) (*stream.Runner, func()) {
 	st.Group = group
 	r, err := stream.New(stream.Config{
 		Brokers: h.brokers, Logger: quiet(), SessionTimeout: 6 * time.Second,
-		Fencer: &stream.RedisFencer{Client: h.rdb, Prefix: h.store.prefix},
+		Fencer: &stream.RedisFencer{Client: h.rdb, Prefix: h.store.prefix}, Metrics: h.metrics,
 	}, st)
 	if err != nil {
 		h.t.Fatal(err)
@@ -240,6 +243,7 @@ func TestIntegrationReferralScenario(t *testing.T) {
 	// The same click delivered three times, the qualification twice.
 	recs = append(recs, clone([]*kgo.Record{c1, c1, recs[9]})...)
 	h.produce(recs...)
+	h.metrics = metrics.New()
 	_, stop := h.start("g1")
 
 	const decisions = 15 // c1–c10 but c10, r1, r2, q1–q4
@@ -288,6 +292,24 @@ func TestIntegrationReferralScenario(t *testing.T) {
 	} {
 		if got := quals[id]; got.Status != want.status || got.Reason != want.reason || got.InviterID != want.inviter {
 			t.Errorf("%s: %+v, want %+v", id, got, want)
+		}
+	}
+	// promoflow_decisions_total counts each published decision (c1 three
+	// times, q1 twice: every delivery publishes its decision again).
+	sn, err := h.metrics.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[[3]string]float64{
+		{"referral.bind", schemas.ReferralBound, ""}:                          5,
+		{"referral.bind", schemas.ReferralRefused, schemas.RefuseSelfInvite}:  1,
+		{"referral.bind", schemas.ReferralRefused, schemas.RefuseCycle}:       1,
+		{"referral.qualify", schemas.ReferralRefused, schemas.RefuseNotBound}: 1,
+		{"referral.qualify", schemas.ReferralCounted, ""}:                     3,
+		{"referral.reward", "granted", ""}:                                    1,
+	} {
+		if got := sn.Value("promoflow_decisions_total", "stage", "referral", "decision", k[0], "outcome", k[1], "reason", k[2]); got != want {
+			t.Errorf("decisions %v: %v, want %v", k, got, want)
 		}
 	}
 	if n := o.copies[schemas.ResultID(KindBind, "shop", "c1")]; n != 3 {
