@@ -158,3 +158,135 @@ notify:
 		t.Fatalf("templates: %q", out)
 	}
 }
+
+// TestIntegrationNotifyKill9 sends a campaign of 200,000 users through
+// notify-send processes that are killed with SIGKILL mid-campaign and
+// replaced, four times. Every user is delivered, Redis counts each user
+// sent exactly once, and the only repeats are the shards a killed process
+// had delivered but not yet marked (at most its poll of shards per kill),
+// each carrying the same idempotency key.
+func TestIntegrationNotifyKill9(t *testing.T) {
+	const users, shardSize, kills = 200_000, 500, 4
+	e := startCouponEnv(t, stageCrowd, stageNotifyPlan)
+	dir := t.TempDir()
+	e.cfg.Notify.Templates = map[string]notify.Template{"presale": {Title: "Presale", Body: "{{.UserID}}"}}
+	e.restart()
+	senderCfg := func(n int) (cfg, log string) {
+		cfg, log = filepath.Join(dir, fmt.Sprintf("sender-%d.yaml", n)), filepath.Join(dir, fmt.Sprintf("sent-%d.jsonl", n))
+		body := fmt.Sprintf(`kafka:
+  brokers: [%s]
+redis:
+  addr: %q
+  key_prefix: %q
+runtime:
+  session_timeout: 6s
+log:
+  level: warn
+notify:
+  log_file: %q
+  templates:
+    presale: {title: "Presale", body: "{{.UserID}}"}
+`, strings.Join(e.cfg.Kafka.Brokers, ", "), e.cfg.Redis.Addr, e.prefix, log)
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return cfg, log
+	}
+	var logs []string
+	start := func(n int) *proc {
+		cfg, log := senderCfg(n)
+		logs = append(logs, log)
+		return startProc(t, fmt.Sprintf("sender-%d", n), "run", "--config", cfg, "--only", stageNotifySend)
+	}
+	senders := []*proc{start(0), start(1)}
+
+	var file strings.Builder
+	for i := range users {
+		fmt.Fprintf(&file, "k%06d\n", i)
+	}
+	crowdFile := filepath.Join(dir, "crowd.txt")
+	os.WriteFile(crowdFile, []byte(file.String()), 0o600)
+	cfgFile, _ := senderCfg(99)
+	var out, errOut bytes.Buffer
+	if code := runMain([]string{"crowds", "import", "--config", cfgFile, "--crowd", "big", "--app", "shop", "--trigger", "manual", "--users", crowdFile}, &out, &errOut); code != 0 {
+		t.Fatalf("import: %s%s", out.String(), errOut.String())
+	}
+	ctx := testenv.Context(t, 5*time.Minute)
+	sink, err := mysql.New(ctx, e.cfg.MySQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	crowds, err := sink.Crowds(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the crowd stored", func() bool {
+		n, err := crowds.Members(ctx, "big", fmt.Sprintf("k%06d", users-2), 10)
+		return err == nil && len(n) == 1
+	})
+
+	rdb := newRedis(e.cfg.Redis)
+	defer rdb.Close()
+	store := e.cfg.notifyStore(rdb)
+	if code := runMain([]string{"notify", "--config", cfgFile, "--crowd", "big", "--template", "presale", "--campaign", "k9", "--shard-size", fmt.Sprint(shardSize)}, &out, &errOut); code != 0 {
+		t.Fatalf("notify: %s%s", out.String(), errOut.String())
+	}
+	killed := 0
+	for {
+		p, _ := store.Progress(ctx, "k9")
+		if p.Done() {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("campaign not done: %+v", p)
+		}
+		if killed < kills && p.Sent > int64(killed+1)*users/(2*kills) {
+			victim := senders[killed%len(senders)]
+			victim.kill9()
+			t.Logf("kill -9 %s at %d sent", victim.name, p.Sent)
+			senders[killed%len(senders)] = start(len(logs))
+			killed++
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p, _ := store.Progress(ctx, "k9")
+	if killed < kills {
+		t.Fatalf("the campaign ended after %d kills: %+v (make it longer)", killed, p)
+	}
+	got := make(map[string]int, users)
+	for _, l := range logs {
+		f, err := os.Open(l)
+		if err != nil {
+			continue // a process killed before its first send
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var m notify.Message
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue // the line a kill cut short
+			}
+			if m.IdempotencyKey != "k9:"+m.UserID {
+				t.Fatalf("message %+v", m)
+			}
+			got[m.UserID]++
+		}
+		f.Close()
+	}
+	repeats := 0
+	for i := range users {
+		n := got[fmt.Sprintf("k%06d", i)]
+		if n == 0 {
+			t.Fatalf("user k%06d never delivered (%+v)", i, p)
+		}
+		repeats += n - 1
+	}
+	// A killed process may have delivered its poll of shards (8) unmarked.
+	if limit := kills * 8 * shardSize; repeats > limit {
+		t.Fatalf("%d repeated deliveries, more than %d kills can explain", repeats, kills)
+	}
+	if p.Sent != users || p.ShardsDone != users/shardSize {
+		t.Fatalf("progress %+v, want %d sent, %d shards", p, users, users/shardSize)
+	}
+	t.Logf("%d users, %d kills: every user delivered, %d repeated deliveries (delivered, then killed before the mark), Redis counted %d sent", users, killed, repeats, p.Sent)
+}
