@@ -211,6 +211,43 @@ type crowdRow struct {
 // crowdLoc is what a batch says of a crowd for the locator.
 type crowdLoc struct{ app, trigger, day string }
 
+// crowdOwner is the app and trigger a crowd belongs to.
+type crowdOwner struct{ app, trigger string }
+
+// owners reads the app and trigger of the crowds ids that the locator
+// already knows.
+func (c *Crowds) owners(ctx context.Context, ids map[string]bool) (map[string]crowdOwner, error) {
+	out := make(map[string]crowdOwner, len(ids))
+	list := make([]any, 0, len(ids))
+	for id := range ids {
+		list = append(list, id)
+	}
+	for lo := 0; lo < len(list); lo += crowdRows {
+		chunk := list[lo:min(lo+crowdRows, len(list))]
+		err := retrying(ctx, func() error {
+			rows, err := c.s.dbs[0].QueryContext(ctx, "SELECT crowd_id, app_id, trigger_type FROM `"+crowdLocatorTable+"` WHERE crowd_id IN ("+
+				strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+")", chunk...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id string
+				var o crowdOwner
+				if err := rows.Scan(&id, &o.app, &o.trigger); err != nil {
+					return err
+				}
+				out[id] = o
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reading the crowd locator: %w", err)
+		}
+	}
+	return out, nil
+}
+
 // crowdGroup is the rows of one crowd in one member table.
 type crowdGroup struct {
 	table int
@@ -241,15 +278,53 @@ func (c *Crowds) WriteBatch(ctx context.Context, events []*schemas.Envelope) err
 	computedApp := map[string]string{}
 	oldest, newest := c.day(-c.retention), c.day(c.ahead)
 	skipped := 0
-	for _, env := range events {
+	// Decode first: the crowds' owners are read in one query.
+	type item struct {
+		env *schemas.Envelope
+		m   schemas.CrowdMembershipRecorded
+		cc  *schemas.CrowdComputed
+	}
+	items := make([]item, len(events))
+	ids := map[string]bool{}
+	for i, env := range events {
+		items[i].env = env
 		switch env.Type {
 		case schemas.TypeCrowdMembershipRecorded:
-			var m schemas.CrowdMembershipRecorded
-			if err := env.DecodePayload(&m); err != nil {
+			if err := env.DecodePayload(&items[i].m); err != nil {
 				return fmt.Errorf("writing crowds: event %s: %w", env.EventID, err)
 			}
+			ids[items[i].m.CrowdID] = true
+		case schemas.TypeCrowdComputed:
+			var cc schemas.CrowdComputed
+			if err := env.DecodePayload(&cc); err != nil {
+				return fmt.Errorf("writing crowds: event %s: %w", env.EventID, err)
+			}
+			items[i].cc = &cc
+			ids[cc.CrowdID] = true
+		default:
+			return fmt.Errorf("writing crowds: %s: %w", env.Type, ErrUnsupportedType)
+		}
+	}
+	// A crowd belongs to one app and has one trigger: those its first
+	// event gave it (the locator's). Rows that say otherwise would land in
+	// a table no reader looks at; they are skipped and logged.
+	owners, err := c.owners(ctx, ids)
+	if err != nil {
+		return err
+	}
+	conflicts := map[string]int{}
+	for _, it := range items {
+		env := it.env
+		if it.cc == nil {
+			m := it.m
 			if m.Trigger == schemas.CrowdRoutine && (m.ComputeDay < oldest || m.ComputeDay > newest) {
 				skipped++
+				continue
+			}
+			if o, ok := owners[m.CrowdID]; !ok {
+				owners[m.CrowdID] = crowdOwner{env.AppID, m.Trigger}
+			} else if o.app != env.AppID || o.trigger != m.Trigger {
+				conflicts[m.CrowdID]++
 				continue
 			}
 			t := CrowdTable(env.AppID)
@@ -267,19 +342,25 @@ func (c *Crowds) WriteBatch(ctx context.Context, events []*schemas.Envelope) err
 			if l := located[m.CrowdID]; m.ComputeDay >= l.day {
 				located[m.CrowdID] = crowdLoc{env.AppID, m.Trigger, m.ComputeDay}
 			}
-		case schemas.TypeCrowdComputed:
-			var cc schemas.CrowdComputed
-			if err := env.DecodePayload(&cc); err != nil {
-				return fmt.Errorf("writing crowds: event %s: %w", env.EventID, err)
-			}
-			computed = append(computed, cc)
-			computedApp[cc.CrowdID] = env.AppID
-		default:
-			return fmt.Errorf("writing crowds: %s: %w", env.Type, ErrUnsupportedType)
+			continue
 		}
+		cc := *it.cc
+		if o, ok := owners[cc.CrowdID]; !ok {
+			owners[cc.CrowdID] = crowdOwner{env.AppID, cc.Trigger}
+		} else if o.app != env.AppID || o.trigger != cc.Trigger {
+			conflicts[cc.CrowdID]++
+			continue
+		}
+		computed = append(computed, cc)
+		computedApp[cc.CrowdID] = env.AppID
 	}
 	if skipped > 0 {
 		c.log.Warn("crowd rows outside the kept days skipped", "rows", skipped, "oldest_day", oldest, "newest_day", newest)
+	}
+	for id, n := range conflicts {
+		o := owners[id]
+		c.log.Error("crowd events of another app or trigger than the crowd's skipped (a crowd belongs to the app and trigger of its first event; use another crowd id)",
+			"crowd", id, "events", n, "app", o.app, "trigger", o.trigger)
 	}
 
 	// Member rows, per shard database, in parallel; in one database, one

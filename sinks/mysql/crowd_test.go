@@ -217,6 +217,29 @@ func TestIntegrationCrowdRouting(t *testing.T) {
 	}
 }
 
+// TestIntegrationCrowdOwner: a crowd belongs to the app and trigger of its
+// first event; later events under another app or trigger, in the same
+// batch or a later one, are skipped and the crowd stays as it was.
+func TestIntegrationCrowdOwner(t *testing.T) {
+	e := newCrowds(t, time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	if mysql.CrowdTable("shop") == mysql.CrowdTable("live") {
+		t.Fatal("the test's apps share a table")
+	}
+	e.write(e.member("shop", "vip", "u1", schemas.CrowdManual, ""), e.member("live", "vip", "u2", schemas.CrowdManual, ""))
+	e.write(e.member("live", "vip", "u3", schemas.CrowdManual, ""), e.member("shop", "vip", "u4", schemas.CrowdRoutine, "20261122"),
+		e.computed("live", "vip", "20261122", 1), e.member("shop", "vip", "u5", schemas.CrowdManual, ""))
+	c, err := e.c.Crowd(e.ctx, "vip")
+	if err != nil || c.AppID != "shop" || c.Trigger != schemas.CrowdManual || c.Day != "" {
+		t.Fatalf("crowd %+v %v", c, err)
+	}
+	if got := e.all("vip", 10); !slices.Equal(got, []string{"u1", "u5"}) {
+		t.Fatalf("members %v, want u1 and u5 (the others came under another app or trigger)", got)
+	}
+	if n := e.tableRows(mysql.CrowdTable("live")%2, mysql.CrowdManualTable(mysql.CrowdTable("live")), "vip"); n != 0 {
+		t.Fatalf("%d rows of vip in live's table", n)
+	}
+}
+
 // TestIntegrationCrowdDays checks that readers switch to a routine crowd's
 // day only once crowd.computed arrived and the store holds its members,
 // whichever comes last, through replays; that a 25,000-member crowd pages
