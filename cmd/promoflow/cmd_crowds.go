@@ -49,20 +49,9 @@ func (cfg *Config) maintainOptions(dry bool) mysql.MaintainOptions {
 // when it has one, and the table maintenance, at start and every
 // crowds.maintain_interval.
 func (p *pipeline) addCrowds(ctx context.Context, my sinkWriter, scfg stream.Config) error {
-	var sink *mysql.Sink
-	switch m := my.(type) {
-	case *mysql.Sink:
-		sink = m
-	case nil:
-		s, err := mysql.New(ctx, p.cfg.MySQL)
-		if err != nil {
-			return fmt.Errorf("starting the crowd sink: %w", err)
-		}
-		p.closers = append(p.closers, s.Close)
-		sink = s
-	default:
-		p.log.Info("crowds need MySQL: stage " + stageCrowd + " does not run on the in-memory stand-in")
-		return nil
+	sink, err := p.mysqlFor(ctx, my, stageCrowd, "crowds")
+	if err != nil || sink == nil {
+		return err
 	}
 	crowds, err := openCrowds(ctx, p.cfg, sink)
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/promoflow/promoflow/processors/notify"
 	"github.com/promoflow/promoflow/producers"
 	"github.com/promoflow/promoflow/schemas"
-	"github.com/promoflow/promoflow/sinks/mysql"
 )
 
 // Stage names of the fan-out.
@@ -36,20 +35,9 @@ func (cfg *Config) notifyStore(rdb redis.UniversalClient) *notify.Store {
 // addNotifyPlan adds the fan-out planner, reading crowds from the crowd
 // tables of my (the pipeline's MySQL sink when it has one).
 func (p *pipeline) addNotifyPlan(ctx context.Context, pt parts, my sinkWriter, scfg stream.Config) error {
-	var sink *mysql.Sink
-	switch m := my.(type) {
-	case *mysql.Sink:
-		sink = m
-	case nil:
-		s, err := mysql.New(ctx, p.cfg.MySQL)
-		if err != nil {
-			return fmt.Errorf("starting the notification planner: %w", err)
-		}
-		p.closers = append(p.closers, s.Close)
-		sink = s
-	default:
-		p.log.Info("the notification planner reads crowds from MySQL: stage " + stageNotifyPlan + " does not run on the in-memory stand-in")
-		return nil
+	sink, err := p.mysqlFor(ctx, my, stageNotifyPlan, "the notification planner (it reads crowds)")
+	if err != nil || sink == nil {
+		return err
 	}
 	crowds, err := openCrowds(ctx, p.cfg, sink)
 	if err != nil {

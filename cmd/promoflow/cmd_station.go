@@ -33,20 +33,9 @@ func stationStage(w stream.BatchWriter) stream.Stage {
 // when it has one; otherwise it opens one. The demo's in-memory stand-in
 // has no station store: the stage is left out, and says so.
 func (p *pipeline) addStation(ctx context.Context, my sinkWriter, scfg stream.Config) error {
-	var sink *mysql.Sink
-	switch m := my.(type) {
-	case *mysql.Sink:
-		sink = m
-	case nil:
-		s, err := mysql.New(ctx, p.cfg.MySQL)
-		if err != nil {
-			return fmt.Errorf("starting the station sink: %w", err)
-		}
-		p.closers = append(p.closers, s.Close)
-		sink = s
-	default:
-		p.log.Info("station messages need MySQL: stage " + stageStation + " does not run on the in-memory stand-in")
-		return nil
+	sink, err := p.mysqlFor(ctx, my, stageStation, "station messages")
+	if err != nil || sink == nil {
+		return err
 	}
 	st, err := sink.Station(ctx, mysql.WithLookback(p.cfg.Station.Lookback))
 	if err != nil {

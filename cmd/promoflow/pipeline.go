@@ -77,6 +77,9 @@ type pipeline struct {
 	rdb     redis.UniversalClient
 	metrics *metrics.Metrics
 	sinks   []sinkWriter // the sinks of the chosen stages (readiness)
+	// ownMySQL is the MySQL sink opened for the stages that need MySQL
+	// when the pipeline does not run sink-mysql.
+	ownMySQL *mysql.Sink
 	// rules reloads the recommendation rules file (nil without one).
 	rules *recommend.Watcher
 	// background are jobs that run while the stages run (crowd table
@@ -480,6 +483,29 @@ func (p *pipeline) watchRules(ctx context.Context) {
 			_, _ = p.rules.Reload() // logged
 		}
 	}
+}
+
+// mysqlFor returns the MySQL sink a stage that needs MySQL runs on: my (the
+// pipeline's MySQL sink when it runs one), or a sink opened once for all
+// such stages of the pipeline. On the demo's in-memory stand-in it returns
+// nil, and logs that the stage does not run.
+func (p *pipeline) mysqlFor(ctx context.Context, my sinkWriter, stage, what string) (*mysql.Sink, error) {
+	switch m := my.(type) {
+	case *mysql.Sink:
+		return m, nil
+	case nil:
+		if p.ownMySQL == nil {
+			s, err := mysql.New(ctx, p.cfg.MySQL)
+			if err != nil {
+				return nil, fmt.Errorf("starting %s: %w", stage, err)
+			}
+			p.closers = append(p.closers, s.Close)
+			p.ownMySQL = s
+		}
+		return p.ownMySQL, nil
+	}
+	p.log.Info(what + " needs MySQL: stage " + stage + " does not run on the in-memory stand-in")
+	return nil, nil
 }
 
 // redis returns the pipeline's Redis client, connecting it on first use.
