@@ -184,6 +184,22 @@ func TestIntegrationFanoutRefusals(t *testing.T) {
 			t.Fatalf("%s: %+v, want failed with %s", c, p, reason)
 		}
 	}
+	// Once the crowd exists, the refused campaign may be requested again
+	// under its id.
+	h.crowds.add("missing", 0, 100)
+	h.publish(TopicCampaigns, "req-no-crowd-again", schemas.NotifyCampaignRequested{CampaignID: "no-crowd", CrowdID: "missing", Template: "spring", RequestedAt: time.Now()})
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		p, _ := h.store.Progress(context.Background(), "no-crowd")
+		if p.Status == StatusPlanned && p.Done() {
+			if p.Sent != 100 || p.Reason != "" {
+				t.Fatalf("no-crowd requested again: %+v", p)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no-crowd requested again: %+v", p)
+		}
+	}
 	h.request("ok", "small", "spring")
 	p := h.wait("ok", time.Minute)
 	if p.Sent != 2_400 || p.Failed != 100 || p.ShardsDone != 3 || p.Retries != 0 {

@@ -25,8 +25,23 @@ import (
 // genCrowds are generated crowds: crowd name -> the user numbers [lo, hi),
 // named u%08d so that their names sort as their numbers do.
 type genCrowds struct {
+	mu     sync.Mutex
 	ranges map[string][2]int
 	calls  atomic.Int64
+}
+
+func (g *genCrowds) get(id string) ([2]int, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.ranges[id]
+	return r, ok
+}
+
+// add adds a crowd while the planner runs.
+func (g *genCrowds) add(id string, lo, hi int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.ranges[id] = [2]int{lo, hi}
 }
 
 func userName(i int) string { return fmt.Sprintf("u%08d", i) }
@@ -40,7 +55,7 @@ func userNumber(u string) int {
 }
 
 func (g *genCrowds) Crowd(_ context.Context, id string) (sinks.Crowd, error) {
-	if _, ok := g.ranges[id]; !ok {
+	if _, ok := g.get(id); !ok {
 		return sinks.Crowd{}, fmt.Errorf("crowd %s: %w", id, sinks.ErrNotFound)
 	}
 	return sinks.Crowd{CrowdID: id, AppID: "shop", Trigger: sinks.CrowdManual}, nil
@@ -48,7 +63,7 @@ func (g *genCrowds) Crowd(_ context.Context, id string) (sinks.Crowd, error) {
 
 func (g *genCrowds) MembersOf(_ context.Context, c sinks.Crowd, after string, limit int) ([]string, error) {
 	g.calls.Add(1)
-	r, ok := g.ranges[c.CrowdID]
+	r, ok := g.get(c.CrowdID)
 	if !ok {
 		return nil, fmt.Errorf("crowd %s: %w", c.CrowdID, sinks.ErrNotFound)
 	}

@@ -138,6 +138,13 @@ func (p *Planner) Handle(ctx context.Context, b *stream.Batch) (stream.Result, e
 		if err != nil {
 			return stream.Result{}, err
 		}
+		if !mine && first {
+			// A campaign refused earlier (an unknown crowd or template) may
+			// be requested again under its id once that is fixed.
+			if mine, err = p.store.retryFailed(ctx, c.CampaignID, record); err != nil {
+				return stream.Result{}, err
+			}
+		}
 		if !mine {
 			if first {
 				p.log.Info("campaign already requested: nothing planned", "campaign", c.CampaignID, "topic", ev.Record.Topic, "partition", ev.Record.Partition, "offset", ev.Record.Offset)
@@ -167,7 +174,7 @@ func (p *Planner) Handle(ctx context.Context, b *stream.Batch) (stream.Result, e
 // start checks a new campaign and records it; a refusal is returned as a
 // dead letter (without its record).
 func (p *Planner) start(ctx context.Context, c *schemas.NotifyCampaignContinued, requested time.Time) (*stream.DeadLetter, error) {
-	fields := map[string]any{"crowd": c.CrowdID, "template": c.Template, "requested_at": requested.UnixMilli(), "status": StatusPlanning}
+	fields := map[string]any{"crowd": c.CrowdID, "template": c.Template, "requested_at": requested.UnixMilli(), "status": StatusPlanning, "reason": ""}
 	refuse := func(reason, detail string) (*stream.DeadLetter, error) {
 		fields["status"], fields["reason"] = StatusFailed, reason+": "+detail
 		p.log.Warn("campaign refused", "campaign", c.CampaignID, "crowd", c.CrowdID, "template", c.Template, "reason", reason, "detail", detail)

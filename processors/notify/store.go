@@ -203,6 +203,23 @@ func (s *Store) claimStep(ctx context.Context, campaign string, step int64, reco
 	return got == record, nil
 }
 
+// retryFailed hands step 0 of a campaign that failed to record, so that a
+// new request plans it; it reports false for any other campaign.
+func (s *Store) retryFailed(ctx context.Context, campaign, record string) (bool, error) {
+	key := s.campaignKey(campaign)
+	st, err := s.rdb.HGet(ctx, key, "status").Result()
+	if errors.Is(err, redis.Nil) || (err == nil && st != StatusFailed) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading campaign %s: %w", campaign, err)
+	}
+	if err := s.rdb.HSet(ctx, key, "step:0", record).Err(); err != nil {
+		return false, fmt.Errorf("claiming campaign %s again: %w", campaign, err)
+	}
+	return true, nil
+}
+
 // Campaign statuses.
 const (
 	StatusPlanning = "planning"
