@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/promoflow/promoflow/internal/stream"
 	"github.com/promoflow/promoflow/processors/notify"
@@ -114,12 +116,17 @@ repeated request for a campaign sends nothing.
   status    prints a campaign's progress: planned shards and users, shards
             done, users sent, capped and failed, retries (--json for JSON;
             --user U adds what became of one user).
+  verify    reads the campaign's shards back from notify.shards and checks
+            every user's record in Redis (sent, capped or failed, none left
+            reserved or missing) against the campaign's counters; exit 1 on
+            any disagreement. Run it within notify.keep of the campaign.
   templates lists the configured templates.
 
 Examples:
   promoflow notify --crowd vip-d11 --template d11-presale --wait
   promoflow notify send --crowd beta --template welcome --campaign welcome-2026-12
-  promoflow notify status welcome-2026-12 --user u42`
+  promoflow notify status welcome-2026-12 --user u42
+  promoflow notify verify welcome-2026-12`
 
 var campaignIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`)
 
@@ -127,7 +134,7 @@ func init() {
 	register(&command{
 		name:    "notify",
 		summary: "send a notification template to a crowd, follow a campaign's progress",
-		usage:   "[send|status|templates] [CAMPAIGN] [flags]",
+		usage:   "[send|status|verify|templates] [CAMPAIGN] [flags]",
 		help:    notifyHelp,
 		flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 			cfgPath := fs.String("config", "", "YAML configuration file")
@@ -170,6 +177,11 @@ func init() {
 						return usagef("status takes one CAMPAIGN")
 					}
 					return campaignStatus(ctx, cfg, args[0], *user, *asJSON, cmdStdout)
+				case "verify":
+					if len(args) != 1 {
+						return usagef("verify takes one CAMPAIGN")
+					}
+					return verifyCampaign(ctx, cfg, args[0], cmdStdout, cmdStderr)
 				case "templates":
 					tpl, err := notify.CompileTemplates(cfg.Notify.Templates)
 					if err != nil {
@@ -183,7 +195,7 @@ func init() {
 					}
 					return nil
 				}
-				return usagef("unknown action %q (send, status or templates)", action)
+				return usagef("unknown action %q (send, status, verify or templates)", action)
 			}
 		},
 	})
@@ -321,5 +333,95 @@ func campaignStatus(ctx context.Context, cfg *Config, campaign, user string, asJ
 	if user != "" {
 		fmt.Fprintf(out, "user %s: %s\n", user, state)
 	}
+	return nil
+}
+
+// verifyCampaign reads notify.shards whole and audits the campaign's
+// shards against Redis (notify.Audit).
+func verifyCampaign(ctx context.Context, cfg *Config, campaign string, out, progress io.Writer) error {
+	rdb := newRedis(cfg.Redis)
+	defer rdb.Close()
+	store := cfg.notifyStore(rdb)
+	p, err := store.Progress(ctx, campaign)
+	if err != nil {
+		return err
+	}
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...)}, cfg.kafkaOpts()...)
+	admCl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return err
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	starts, err := adm.ListStartOffsets(ctx, notify.TopicShards)
+	if err != nil {
+		return cfg.Kafka.wrap(err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, notify.TopicShards)
+	if err != nil {
+		return cfg.Kafka.wrap(err)
+	}
+	from := map[int32]kgo.Offset{}
+	left := map[int32]int64{} // partition -> end offset still to reach
+	ends.Each(func(o kadm.ListedOffset) {
+		st, _ := starts.Lookup(o.Topic, o.Partition)
+		if o.Err == nil && o.Offset > st.Offset {
+			from[o.Partition] = kgo.NewOffset().At(st.Offset)
+			left[o.Partition] = o.Offset
+		}
+	})
+	audit := store.NewAudit(campaign)
+	if len(left) > 0 {
+		cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{notify.TopicShards: from}))...)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		var dec schemas.Decoder
+		last := time.Now()
+		for len(left) > 0 {
+			fs := cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := fs.Err0(); err != nil {
+				return cfg.Kafka.wrap(err)
+			}
+			var ferr error
+			fs.EachRecord(func(r *kgo.Record) {
+				if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+					delete(left, r.Partition)
+				}
+				env, err := dec.Decode(r.Value)
+				if err != nil || env.Type != schemas.TypeNotifyShardPlanned || ferr != nil {
+					return
+				}
+				var s schemas.NotifyShardPlanned
+				if env.DecodePayload(&s) == nil {
+					ferr = audit.Add(ctx, s)
+				}
+			})
+			if ferr != nil {
+				return ferr
+			}
+			if time.Since(last) >= time.Second {
+				last = time.Now()
+				fmt.Fprintf(progress, "verify %s: %d shards read, %d of %d users checked\n", campaign, audit.Shards, audit.Users, p.UsersPlanned)
+			}
+		}
+	}
+	if p, err = store.Progress(ctx, campaign); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "campaign %s: %d shard records (%d distinct shards) on %s, %d users: %d sent, %d capped, %d failed, %d reserved, %d with no record\n",
+		campaign, audit.Records, audit.Shards, notify.TopicShards, audit.Users, audit.Sent, audit.Capped, audit.Failed, audit.Reserved, audit.Missing)
+	probs := audit.Problems(p)
+	for _, pr := range probs {
+		fmt.Fprintf(out, "BREACH %s\n", pr)
+	}
+	if len(probs) > 0 {
+		return fmt.Errorf("campaign %s: %d problem(s)", campaign, len(probs))
+	}
+	fmt.Fprintf(out, "OK: every user settled once, counters agree (%d sent, %d capped, %d failed)\n", p.Sent, p.Capped, p.Failed)
 	return nil
 }

@@ -146,6 +146,21 @@ notify:
 		}
 	}
 
+	// notify verify reads the shards back and checks every user in Redis.
+	if out, _ := must("notify", "verify", "d11"); !strings.Contains(out, "3000 users: 3000 sent") || !strings.Contains(out, "OK: every user settled once") {
+		t.Fatalf("verify d11: %s", out)
+	}
+	if out, _ := must("notify", "verify", "beta-1"); !strings.Contains(out, "4 users: 2 sent, 2 capped") {
+		t.Fatalf("verify beta-1: %s", out)
+	}
+	rdb := newRedis(e.cfg.Redis)
+	defer rdb.Close()
+	rdb.HDel(ctx, e.prefix+":ntf:u:{u00042}", "d11")
+	code, out, _ := run("notify", "verify", "d11")
+	if code != 1 || !strings.Contains(out, "BREACH 1 users not settled (0 reserved, 1 with no record), e.g. u00042") {
+		t.Fatalf("verify after a lost record: exit %d, %s", code, out)
+	}
+
 	code, _, errOut := run("notify", "--crowd", "nope", "--template", "presale", "--campaign", "nope-1", "--wait", "--timeout", "1m")
 	if code != 1 || !strings.Contains(errOut, notify.ReasonUnknownCrowd) {
 		t.Fatalf("unknown crowd: exit %d, %s", code, errOut)
@@ -287,6 +302,9 @@ notify:
 	}
 	if p.Sent != users || p.ShardsDone != users/shardSize {
 		t.Fatalf("progress %+v, want %d sent, %d shards", p, users, users/shardSize)
+	}
+	if code := runMain([]string{"notify", "verify", "k9", "--config", cfgFile}, &out, &errOut); code != 0 {
+		t.Fatalf("notify verify k9: %s%s", out.String(), errOut.String())
 	}
 	t.Logf("%d users, %d kills: every user delivered, %d repeated deliveries (delivered, then killed before the mark), Redis counted %d sent", users, killed, repeats, p.Sent)
 }

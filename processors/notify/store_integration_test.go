@@ -1,14 +1,17 @@
 package notify
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/promoflow/promoflow/internal/testenv"
+	"github.com/promoflow/promoflow/schemas"
 )
 
 func testStore(t *testing.T, opts ...StoreOption) *Store {
@@ -156,5 +159,59 @@ func TestIntegrationReservations(t *testing.T) {
 	}
 	if st, _ := s.UserState(ctx, "k5", "a"); st != "reserved" {
 		t.Fatalf("state %q", st)
+	}
+}
+
+// TestIntegrationAudit: the audit of a finished campaign agrees; a user
+// whose record is gone, or a counter off by one, is reported.
+func TestIntegrationAudit(t *testing.T) {
+	h := newHarness(t, map[string][2]int{"c": {0, 2500}})
+	s := newCountingSender(2500)
+	h.planner()
+	h.sender(s)
+	h.request("au", "c", "spring")
+	p := h.wait("au", time.Minute)
+	shards := func() []schemas.NotifyShardPlanned {
+		var out []schemas.NotifyShardPlanned
+		cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(TopicShards), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		ctx := testenv.Context(t, 30*time.Second)
+		var dec schemas.Decoder
+		for len(out) < 3 {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+				env, err := dec.Decode(r.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var sp schemas.NotifyShardPlanned
+				env.DecodePayload(&sp)
+				out = append(out, sp)
+			})
+			if ctx.Err() != nil {
+				t.Fatal(ctx.Err())
+			}
+		}
+		return out
+	}()
+	audit := func() *Audit {
+		a := h.store.NewAudit("au")
+		for _, sp := range append(shards, shards[1]) { // a shard read twice counts once
+			if err := a.Add(context.Background(), sp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return a
+	}
+	a := audit()
+	if probs := a.Problems(p); len(probs) != 0 || a.Sent != 2500 || a.Shards != 3 || a.Records != 4 {
+		t.Fatalf("a clean campaign: %v %+v", probs, a)
+	}
+	h.rdb.HDel(context.Background(), h.store.userKey(userName(7)), "au")
+	a = audit()
+	if probs := a.Problems(p); len(probs) != 2 || a.Missing != 1 || a.Unsettled[0] != userName(7) {
+		t.Fatalf("a lost record: %v %+v", probs, a)
 	}
 }
