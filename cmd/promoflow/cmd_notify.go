@@ -133,7 +133,7 @@ var campaignIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`)
 func init() {
 	register(&command{
 		name:    "notify",
-		summary: "send a notification template to a crowd, follow a campaign's progress",
+		summary: "send a notification template to a crowd; follow, show and verify a campaign",
 		usage:   "[send|status|verify|templates] [CAMPAIGN] [flags]",
 		help:    notifyHelp,
 		flags: func(fs *flag.FlagSet) func(context.Context, []string) error {

@@ -40,7 +40,8 @@ var cmdStderr io.Writer = os.Stderr
 func register(c *command) { commands[c.name] = c }
 
 const overview = `promoflow: event-driven stream processing for marketing campaigns
-(coupon claims, lotteries, recommendations) on Kafka, Redis, MySQL and ClickHouse.
+(coupons, lotteries, referrals, recommendations, crowds and notifications) on
+Kafka, Redis, MySQL and ClickHouse.
 
 Usage:
   promoflow <command> [flags] [args]
