@@ -116,6 +116,9 @@ repeated request for a campaign sends nothing.
   status    prints a campaign's progress: planned shards and users, shards
             done, users sent, capped and failed, retries (--json for JSON;
             --user U adds what became of one user).
+  cancel    stops a campaign: nothing more is planned, and every shard not
+            yet being sent is skipped (a shard being sent finishes). The
+            campaign id stays used.
   verify    reads the campaign's shards back from notify.shards and checks
             every user's record in Redis (sent, capped or failed, none left
             reserved or missing) against the campaign's counters; exit 1 on
@@ -126,6 +129,7 @@ Examples:
   promoflow notify --crowd vip-d11 --template d11-presale --wait
   promoflow notify send --crowd beta --template welcome --campaign welcome-2026-12
   promoflow notify status welcome-2026-12 --user u42
+  promoflow notify cancel welcome-2026-12
   promoflow notify verify welcome-2026-12`
 
 var campaignIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`)
@@ -133,8 +137,8 @@ var campaignIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`)
 func init() {
 	register(&command{
 		name:    "notify",
-		summary: "send a notification template to a crowd; follow, show and verify a campaign",
-		usage:   "[send|status|verify|templates] [CAMPAIGN] [flags]",
+		summary: "send a notification template to a crowd; follow, show, cancel and verify a campaign",
+		usage:   "[send|status|cancel|verify|templates] [CAMPAIGN] [flags]",
 		help:    notifyHelp,
 		flags: func(fs *flag.FlagSet) func(context.Context, []string) error {
 			cfgPath := fs.String("config", "", "YAML configuration file")
@@ -177,6 +181,19 @@ func init() {
 						return usagef("status takes one CAMPAIGN")
 					}
 					return campaignStatus(ctx, cfg, args[0], *user, *asJSON, cmdStdout)
+				case "cancel":
+					if len(args) != 1 {
+						return usagef("cancel takes one CAMPAIGN")
+					}
+					rdb := newRedis(cfg.Redis)
+					defer rdb.Close()
+					p, err := cfg.notifyStore(rdb).Cancel(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmdStdout, "campaign %s cancelled: %d users sent before it, %d of %d shards done; shards being sent now finish, the rest are skipped\n",
+						p.CampaignID, p.Sent, p.ShardsDone, p.ShardsPlanned)
+					return nil
 				case "verify":
 					if len(args) != 1 {
 						return usagef("verify takes one CAMPAIGN")
@@ -195,7 +212,7 @@ func init() {
 					}
 					return nil
 				}
-				return usagef("unknown action %q (send, status, verify or templates)", action)
+				return usagef("unknown action %q (send, status, cancel, verify or templates)", action)
 			}
 		},
 	})
@@ -275,6 +292,9 @@ func followCampaign(ctx context.Context, cfg *Config, campaign string, timeout t
 				campaign, p.Status, p.ShardsDone, p.ShardsPlanned, p.Settled(), p.UsersPlanned, p.Sent, p.Capped, p.Failed, p.Retries, float64(p.Settled())/max(el, 1e-9))
 			if p.Status == notify.StatusFailed {
 				return fmt.Errorf("campaign %s failed: %s", campaign, p.Reason)
+			}
+			if p.Status == notify.StatusCancelled {
+				return fmt.Errorf("campaign %s was cancelled at %s", campaign, p.Cancelled.Format(time.RFC3339))
 			}
 			if p.Done() {
 				return nil
@@ -421,6 +441,11 @@ func verifyCampaign(ctx context.Context, cfg *Config, campaign string, out, prog
 	}
 	if len(probs) > 0 {
 		return fmt.Errorf("campaign %s: %d problem(s)", campaign, len(probs))
+	}
+	if p.Status == notify.StatusCancelled {
+		fmt.Fprintf(out, "OK: cancelled at %s; counters agree (%d sent, %d capped, %d failed), %d users of the planned shards not sent\n",
+			p.Cancelled.Format(time.RFC3339), p.Sent, p.Capped, p.Failed, audit.Reserved+audit.Missing)
+		return nil
 	}
 	fmt.Fprintf(out, "OK: every user settled once, counters agree (%d sent, %d capped, %d failed)\n", p.Sent, p.Capped, p.Failed)
 	return nil

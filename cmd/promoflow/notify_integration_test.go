@@ -161,6 +161,21 @@ notify:
 		t.Fatalf("verify after a lost record: exit %d, %s", code, out)
 	}
 
+	// Cancelling a campaign (here one already sent) stops whatever is left
+	// of it; verify then accepts the users not sent.
+	if out, _ := must("notify", "cancel", "probe"); !strings.Contains(out, "campaign probe cancelled: 1 users sent before it, 1 of 1 shards done") {
+		t.Fatalf("cancel: %s", out)
+	}
+	if out, _ := must("notify", "status", "probe"); !strings.Contains(out, "status     cancelled") {
+		t.Fatalf("status after cancel: %s", out)
+	}
+	if out, _ := must("notify", "verify", "probe"); !strings.Contains(out, "OK: cancelled at") {
+		t.Fatalf("verify after cancel: %s", out)
+	}
+	if code, _, errOut := run("notify", "cancel", "never-requested"); code != 1 || !strings.Contains(errOut, "unknown campaign") {
+		t.Fatalf("cancel of an unknown campaign: exit %d, %s", code, errOut)
+	}
+
 	code, _, errOut := run("notify", "--crowd", "nope", "--template", "presale", "--campaign", "nope-1", "--wait", "--timeout", "1m")
 	if code != 1 || !strings.Contains(errOut, notify.ReasonUnknownCrowd) {
 		t.Fatalf("unknown crowd: exit %d, %s", code, errOut)

@@ -95,10 +95,11 @@ func (a *Audit) Problems(p Progress) []string {
 	if a.Users != p.UsersPlanned {
 		add("%d users in the shards, the planner counted %d", a.Users, p.UsersPlanned)
 	}
-	if n := a.Reserved + a.Missing; n > 0 {
+	// A cancelled campaign leaves the rest of its users unsent on purpose.
+	if n := a.Reserved + a.Missing; n > 0 && p.Status != StatusCancelled {
 		add("%d users not settled (%d reserved, %d with no record), e.g. %s", n, a.Reserved, a.Missing, strings.Join(a.Unsettled, ", "))
 	}
-	if a.RepeatsUnsettled > 0 {
+	if a.RepeatsUnsettled > 0 && p.Status != StatusCancelled {
 		add("%d users of shards planned again not settled", a.RepeatsUnsettled)
 	}
 	if a.Sent != p.Sent || a.Capped != p.Capped || a.Failed != p.Failed {

@@ -249,3 +249,67 @@ func (h *harness) deadLetters(n int) map[string]int {
 	}
 	return out
 }
+
+// slowSender delays every call, so that a campaign is still sending when
+// the test acts on it.
+type slowSender struct {
+	Sender
+	delay time.Duration
+}
+
+func (s slowSender) Send(ctx context.Context, msgs []Message) ([]error, error) {
+	time.Sleep(s.delay)
+	return s.Sender.Send(ctx, msgs)
+}
+
+// TestIntegrationFanoutCancel cancels a campaign while it sends: the
+// sends stop within the shards in flight, every user sent is counted once,
+// nobody is sent twice, and the audit agrees.
+func TestIntegrationFanoutCancel(t *testing.T) {
+	const n = 100_000
+	h := newHarness(t, map[string][2]int{"all": {0, n}})
+	s := newCountingSender(n)
+	h.planner(WithShardSize(500), WithStepShards(5))
+	h.sender(slowSender{s, 20 * time.Millisecond})
+	h.sender(slowSender{s, 20 * time.Millisecond})
+	ctx := testenv.Context(t, 2*time.Minute)
+	h.request("stop-me", "all", "spring")
+	for {
+		p, _ := h.store.Progress(ctx, "stop-me")
+		if p.Sent >= 5_000 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no progress: %+v", p)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p, err := h.store.Cancel(ctx, "stop-me")
+	if err != nil || p.Status != StatusCancelled || !p.Done() {
+		t.Fatalf("cancel: %+v %v", p, err)
+	}
+	if _, err := h.store.Cancel(ctx, "nope"); !errors.Is(err, ErrUnknownCampaign) {
+		t.Fatalf("cancelling an unknown campaign: %v", err)
+	}
+	// The shards in flight finish; then nothing more is sent.
+	var calls int64
+	for stable := 0; stable < 20; time.Sleep(50 * time.Millisecond) {
+		if c := s.callsFor("stop-me"); c == calls {
+			stable++
+		} else {
+			calls, stable = c, 0
+		}
+	}
+	sent := 0
+	for i, c := range s.counts("stop-me") {
+		if c > 1 {
+			t.Fatalf("user %s sent %d times", userName(i), c)
+		}
+		sent += int(c)
+	}
+	p, _ = h.store.Progress(ctx, "stop-me")
+	if int64(sent) != p.Sent || sent >= n || sent > 5_000+4*8*500 {
+		t.Fatalf("%d users delivered, counted %d (of %d): the cancel did not stop the campaign in time", sent, p.Sent, n)
+	}
+	t.Logf("cancelled at 5,000+ sent: %d delivered in all, %d shards done", sent, p.ShardsDone)
+}

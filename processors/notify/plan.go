@@ -202,6 +202,11 @@ func (p *Planner) start(ctx context.Context, c *schemas.NotifyCampaignContinued,
 // bookmark or the end of planning.
 func (p *Planner) step(ctx context.Context, res *stream.Result, c schemas.NotifyCampaignContinued) error {
 	now := p.now()
+	if pr, err := p.store.Progress(ctx, c.CampaignID); err == nil && pr.Status == StatusCancelled {
+		p.log.Info("campaign cancelled: planning stops", "campaign", c.CampaignID, "shards", c.NextSeq, "users", c.UsersPlanned)
+		res.Decide("notify.plan", "cancelled", "")
+		return nil
+	}
 	cr, err := p.members.Crowd(ctx, c.CrowdID)
 	if err != nil && !errors.Is(err, sinks.ErrNotFound) {
 		return err

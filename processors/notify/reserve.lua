@@ -17,7 +17,7 @@
 --
 -- Returns a string of one code per user: R reserved (send it), S already
 -- sent, C capped, F failed for good earlier, B busy (reserved by another
--- live holder). A shard already done is decided user by user all the
+-- live holder); "X" alone when the campaign was cancelled. A shard already done is decided user by user all the
 -- same (all S, C or F): a shard of the same seq planned again over a
 -- manual crowd that changed in between may hold other users.
 -- A user's sends of other campaigns in a cap's window count against the
@@ -40,6 +40,11 @@ local function parse(v)
     return kind, tonumber(t) or 0, s, tonumber(e) or 0, tonumber(u) or 0
   end
   return kind, tonumber(string.sub(v, 3)) or 0
+end
+
+-- A cancelled campaign sends nothing more.
+if redis.call('HEXISTS', KEYS[1], 'cancelled') == 1 then
+  return 'X'
 end
 
 local out = {}

@@ -106,6 +106,10 @@ func count(res *stream.Result, outcome string, n int) {
 func (d *Dispatcher) send(ctx context.Context, res *stream.Result, epoch int64, s schemas.NotifyShardPlanned) error {
 	users := dedupe(s.Users)
 	codes, err := d.store.reserve(ctx, s.CampaignID, s.Seq, epoch, users)
+	if err == ErrCancelled {
+		count(res, "cancelled", len(users))
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -130,6 +130,9 @@ func (s *Store) reserve(ctx context.Context, campaign string, seq, epoch int64, 
 	if err != nil {
 		return "", fmt.Errorf("reserving shard %s: %w", shardID(campaign, seq), err)
 	}
+	if codes == "X" {
+		return "", ErrCancelled
+	}
 	if len(codes) != len(users) {
 		return "", fmt.Errorf("reserving shard %s: %d codes for %d users", shardID(campaign, seq), len(codes), len(users))
 	}
@@ -222,10 +225,30 @@ func (s *Store) retryFailed(ctx context.Context, campaign, record string) (bool,
 
 // Campaign statuses.
 const (
-	StatusPlanning = "planning"
-	StatusPlanned  = "planned"
-	StatusFailed   = "failed"
+	StatusPlanning  = "planning"
+	StatusPlanned   = "planned"
+	StatusFailed    = "failed"
+	StatusCancelled = "cancelled"
 )
+
+// ErrCancelled says a campaign was cancelled: nothing more is planned or
+// sent for it.
+var ErrCancelled = errors.New("campaign cancelled")
+
+// Cancel stops a campaign: the planner plans no further step and the
+// senders skip every shard not yet reserved (a shard being sent at that
+// moment finishes). It returns the progress at the moment of the cancel.
+// Cancelling twice is harmless; an unknown campaign is ErrUnknownCampaign.
+func (s *Store) Cancel(ctx context.Context, campaign string) (Progress, error) {
+	if _, err := s.Progress(ctx, campaign); err != nil {
+		return Progress{}, err
+	}
+	key := s.campaignKey(campaign)
+	if err := s.rdb.HSetNX(ctx, key, "cancelled", s.now().UnixMilli()).Err(); err != nil {
+		return Progress{}, fmt.Errorf("cancelling campaign %s: %w", campaign, err)
+	}
+	return s.Progress(ctx, campaign)
+}
 
 // setCampaign writes fields of a campaign's hash.
 func (s *Store) setCampaign(ctx context.Context, campaign string, fields map[string]any) error {
@@ -260,11 +283,14 @@ type Progress struct {
 	Failed int64 `json:"failed"`
 	// Retries counts shard attempts that failed and were retried.
 	Retries int64 `json:"retries"`
+	// Cancelled is when the campaign was cancelled (Status cancelled).
+	Cancelled time.Time `json:"cancelled_at,omitzero"`
 }
 
-// Done reports whether every planned shard is done.
+// Done reports whether every planned shard is done, or the campaign failed
+// or was cancelled.
 func (p Progress) Done() bool {
-	return p.Status == StatusFailed || (p.Status == StatusPlanned && p.ShardsDone >= p.ShardsPlanned)
+	return p.Status == StatusFailed || p.Status == StatusCancelled || (p.Status == StatusPlanned && p.ShardsDone >= p.ShardsPlanned)
 }
 
 // Settled counts the users decided so far (sent, capped or failed).
@@ -277,7 +303,7 @@ var ErrUnknownCampaign = errors.New("unknown campaign")
 func (s *Store) Progress(ctx context.Context, campaign string) (Progress, error) {
 	key := s.campaignKey(campaign)
 	vals, err := s.rdb.HMGet(ctx, key, "crowd", "template", "status", "reason", "requested_at", "shards_planned", "users_planned",
-		"shards_done", "sent", "capped", "failed", "retries").Result()
+		"shards_done", "sent", "capped", "failed", "retries", "cancelled").Result()
 	if err != nil {
 		return Progress{}, fmt.Errorf("reading campaign %s: %w", campaign, err)
 	}
@@ -294,6 +320,10 @@ func (s *Store) Progress(ctx context.Context, campaign string) (Progress, error)
 		ShardsPlanned: num(5), UsersPlanned: num(6), ShardsDone: num(7), Sent: num(8), Capped: num(9), Failed: num(10), Retries: num(11)}
 	if ms := num(4); ms > 0 {
 		p.Requested = time.UnixMilli(ms).UTC()
+	}
+	if ms := num(12); ms > 0 {
+		p.Status = StatusCancelled
+		p.Cancelled = time.UnixMilli(ms).UTC()
 	}
 	return p, nil
 }
