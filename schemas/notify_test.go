@@ -36,24 +36,7 @@ func TestDecodeNotifyEvents(t *testing.T) {
 		{"shard too large", shard("d11/1", "d11", 1, many...), ReasonInvalidPayload},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			env, err := New("e-1", "ops", at, c.p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := env.Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for name, decode := range map[string]func([]byte) (*Envelope, error){
-				"compiled": testDecoder().Decode, "reference": testDecoder().decodeReference,
-			} {
-				_, err := decode(b)
-				if got := ReasonOf(err); got != c.want {
-					t.Errorf("%s: reason %q (%v), want %q", name, got, err, c.want)
-				}
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkDecodeReason(t, "ops", at, c.p, c.want) })
 	}
 	if NotifyShardID("d11", 12) != "d11/12" || !strings.HasPrefix(NotifyShardID("a", 0), "a/") {
 		t.Fatal("NotifyShardID")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -31,23 +30,8 @@ func TestIntegrationCrowdsEndToEnd(t *testing.T) {
 	cfgFile := filepath.Join(dir, "promoflow.yaml")
 	body := fmt.Sprintf("kafka:\n  brokers: [%s]\nmysql:\n  dsn: %q\n  database_prefix: %q\n  databases: 2\n  tables_per_database: 2\nlog:\n  level: error\n",
 		strings.Join(e.cfg.Kafka.Brokers, ", "), testenv.MySQLDSN(), e.prefix)
-	if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) (int, string, string) {
-		t.Helper()
-		var out, errOut bytes.Buffer
-		code := runMain(append(args, "--config", cfgFile), &out, &errOut)
-		return code, out.String(), errOut.String()
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		code, out, errOut := run(args...)
-		if code != 0 {
-			t.Fatalf("promoflow %s exited %d:\n%s%s", strings.Join(args, " "), code, out, errOut)
-		}
-		return out
-	}
+	cli := newCLI(t, cfgFile, body)
+	run, must := cli.run, cli.mustOut
 	// The stage maintained the tables at start; a second run finds nothing to do.
 	if out := must("crowds", "maintain"); !strings.Contains(out, "0 created ahead, 0 backed up, 0 dropped") {
 		t.Errorf("maintain after the stage's own run: %s", out)

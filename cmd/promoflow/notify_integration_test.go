@@ -13,7 +13,6 @@ import (
 
 	"github.com/promoflow/promoflow/internal/testenv"
 	"github.com/promoflow/promoflow/processors/notify"
-	"github.com/promoflow/promoflow/sinks/mysql"
 )
 
 // TestIntegrationNotifyEndToEnd runs a campaign as docs/notifications.md
@@ -52,23 +51,8 @@ notify:
       title: "Double 11 presale"
       body: "{{.UserID}}, your coupons are waiting."
 `, strings.Join(e.cfg.Kafka.Brokers, ", "), e.cfg.Redis.Addr, e.prefix, testenv.MySQLDSN(), e.prefix)
-	if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) (int, string, string) {
-		t.Helper()
-		var out, errOut bytes.Buffer
-		code := runMain(append(args, "--config", cfgFile), &out, &errOut)
-		return code, out.String(), errOut.String()
-	}
-	must := func(args ...string) (string, string) {
-		t.Helper()
-		code, out, errOut := run(args...)
-		if code != 0 {
-			t.Fatalf("promoflow %s exited %d:\n%s%s", strings.Join(args, " "), code, out, errOut)
-		}
-		return out, errOut
-	}
+	cli := newCLI(t, cfgFile, body)
+	run, must := cli.run, cli.must
 	file := func(name string, users ...string) string {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, []byte(strings.Join(users, "\n")+"\n"), 0o600)
@@ -81,15 +65,7 @@ notify:
 	must("crowds", "import", "--crowd", "vip", "--app", "shop", "--trigger", "routine", "--users", file("vip.txt", vip...))
 	must("crowds", "import", "--crowd", "beta", "--app", "live", "--trigger", "manual", "--users", file("beta.txt", "u00001", "u00002", "x1", "x2"))
 	must("crowds", "import", "--crowd", "solo", "--app", "live", "--trigger", "manual", "--users", file("solo.txt", "z1"))
-	sink, err := mysql.New(ctx, e.cfg.MySQL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	crowds, err := sink.Crowds(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	crowds := e.crowdStore(ctx)
 	waitFor(t, "the sink to store the crowds", func() bool {
 		c, err := crowds.Crowd(ctx, "vip")
 		x2, _ := crowds.IsMember(ctx, "beta", "x2")
@@ -242,15 +218,7 @@ notify:
 		t.Fatalf("import: %s%s", out.String(), errOut.String())
 	}
 	ctx := testenv.Context(t, 5*time.Minute)
-	sink, err := mysql.New(ctx, e.cfg.MySQL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	crowds, err := sink.Crowds(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	crowds := e.crowdStore(ctx)
 	waitFor(t, "the crowd stored", func() bool {
 		n, err := crowds.Members(ctx, "big", fmt.Sprintf("k%06d", users-2), 10)
 		return err == nil && len(n) == 1
