@@ -316,13 +316,23 @@ const (
 	dlqMaxIdle = 15
 )
 
-// readDLQ reads topic from its start (or f.Since ago; only the partitions
-// and offset ranges f.Offsets names, if set) up to the end offsets at the
-// time of the call, and calls fn with every record, in offset order within
-// each partition, until fn returns false. It never waits for records
-// written after it started.
+// readDLQ reads the dead-letter topic (readTopic) from its start, or f.Since
+// ago, only the partitions and offsets f.Offsets names if set, and calls fn
+// with every record parsed, until fn returns false.
 func readDLQ(ctx context.Context, brokers []string, clientOpts []kgo.Opt, topic string, f dlqFilter, fn func(*dlqRecord) bool) error {
-	base := append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("promoflow-dlq")}, clientOpts...)
+	return readTopic(ctx, brokers, append([]kgo.Opt{kgo.ClientID("promoflow-dlq")}, clientOpts...), topic, "dead-letter topic", f.Since, f.Offsets,
+		func(r *kgo.Record) bool { return fn(parseDLQRecord(r)) })
+}
+
+// readTopic reads topic from its start (or since ago, when positive; only
+// the partitions and offsets offsets names, when not nil) up to its end
+// offsets at the time of the call, and calls fn with every record, in
+// offset order within each partition, until fn returns false. It never
+// waits for records written after it started, and notices records deleted
+// by retention meanwhile. what names the topic in errors.
+func readTopic(ctx context.Context, brokers []string, clientOpts []kgo.Opt, topic, what string, since time.Duration, offsets map[int32]map[int64]bool,
+	fn func(*kgo.Record) bool) error {
+	base := append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, clientOpts...)
 	admCl, err := kgo.NewClient(base...)
 	if err != nil {
 		return fmt.Errorf("creating Kafka client: %w", err)
@@ -335,14 +345,14 @@ func readDLQ(ctx context.Context, brokers []string, clientOpts []kgo.Opt, topic 
 		err = ends.Error()
 	}
 	if errors.Is(err, kerr.UnknownTopicOrPartition) {
-		return fmt.Errorf("dead-letter topic %s does not exist (promoflow topics apply creates it): %w", topic, err)
+		return fmt.Errorf("%s %s does not exist (promoflow topics apply creates it): %w", what, topic, err)
 	}
 	if err != nil {
 		return fmt.Errorf("listing end offsets of %s: %w", topic, err)
 	}
 	var starts kadm.ListedOffsets
-	if f.Since > 0 {
-		starts, err = adm.ListOffsetsAfterMilli(ctx, time.Now().Add(-f.Since).UnixMilli(), topic)
+	if since > 0 {
+		starts, err = adm.ListOffsetsAfterMilli(ctx, time.Now().Add(-since).UnixMilli(), topic)
 	} else {
 		starts, err = adm.ListStartOffsets(ctx, topic)
 	}
@@ -362,8 +372,8 @@ func readDLQ(ctx context.Context, brokers []string, clientOpts []kgo.Opt, topic 
 			return
 		}
 		sp := span{s.Offset, e.Offset}
-		if f.Offsets != nil {
-			want, ok := f.Offsets[e.Partition]
+		if offsets != nil {
+			want, ok := offsets[e.Partition]
 			if !ok {
 				return
 			}
@@ -439,7 +449,7 @@ func readDLQ(ctx context.Context, brokers []string, clientOpts []kgo.Opt, topic 
 			if r.Attrs.IsControl() {
 				return
 			}
-			if !fn(parseDLQRecord(r)) {
+			if !fn(r) {
 				stop = true
 			}
 		})

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/promoflow/promoflow/internal/stream"
@@ -366,69 +365,33 @@ func verifyCampaign(ctx context.Context, cfg *Config, campaign string, out, prog
 	if err != nil {
 		return err
 	}
-	kopts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...)}, cfg.kafkaOpts()...)
-	admCl, err := kgo.NewClient(kopts...)
-	if err != nil {
-		return err
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	starts, err := adm.ListStartOffsets(ctx, notify.TopicShards)
-	if err != nil {
-		return cfg.Kafka.wrap(err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, notify.TopicShards)
-	if err != nil {
-		return cfg.Kafka.wrap(err)
-	}
-	from := map[int32]kgo.Offset{}
-	left := map[int32]int64{} // partition -> end offset still to reach
-	ends.Each(func(o kadm.ListedOffset) {
-		st, _ := starts.Lookup(o.Topic, o.Partition)
-		if o.Err == nil && o.Offset > st.Offset {
-			from[o.Partition] = kgo.NewOffset().At(st.Offset)
-			left[o.Partition] = o.Offset
-		}
-	})
 	audit := store.NewAudit(campaign)
-	if len(left) > 0 {
-		cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{notify.TopicShards: from}))...)
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		var dec schemas.Decoder
-		last := time.Now()
-		for len(left) > 0 {
-			fs := cl.PollFetches(ctx)
-			if ctx.Err() != nil {
-				return ctx.Err()
+	var dec schemas.Decoder
+	last := time.Now()
+	var ferr error
+	err = readTopic(ctx, cfg.Kafka.Brokers, append([]kgo.Opt{kgo.ClientID("promoflow-notify-verify")}, cfg.kafkaOpts()...), notify.TopicShards, "topic", 0, nil,
+		func(r *kgo.Record) bool {
+			env, err := dec.Decode(r.Value)
+			if err != nil || env.Type != schemas.TypeNotifyShardPlanned {
+				return true // not a shard: the sender dead-lettered it
 			}
-			if err := fs.Err0(); err != nil {
-				return cfg.Kafka.wrap(err)
-			}
-			var ferr error
-			fs.EachRecord(func(r *kgo.Record) {
-				if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
-					delete(left, r.Partition)
+			var s schemas.NotifyShardPlanned
+			if env.DecodePayload(&s) == nil {
+				if ferr = audit.Add(ctx, s); ferr != nil {
+					return false
 				}
-				env, err := dec.Decode(r.Value)
-				if err != nil || env.Type != schemas.TypeNotifyShardPlanned || ferr != nil {
-					return
-				}
-				var s schemas.NotifyShardPlanned
-				if env.DecodePayload(&s) == nil {
-					ferr = audit.Add(ctx, s)
-				}
-			})
-			if ferr != nil {
-				return ferr
 			}
 			if time.Since(last) >= time.Second {
 				last = time.Now()
 				fmt.Fprintf(progress, "verify %s: %d shards read, %d of %d users checked\n", campaign, audit.Shards, audit.Users, p.UsersPlanned)
 			}
-		}
+			return true
+		})
+	if ferr != nil {
+		return ferr
+	}
+	if err != nil {
+		return cfg.Kafka.wrap(err)
 	}
 	if p, err = store.Progress(ctx, campaign); err != nil {
 		return err
