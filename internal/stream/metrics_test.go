@@ -413,3 +413,16 @@ func TestRunnerReadiness(t *testing.T) {
 		return err != nil && strings.Contains(err.Error(), "kafka unreachable")
 	})
 }
+
+func TestDecideN(t *testing.T) {
+	var r Result
+	r.DecideN("k", "none", "", 0)
+	if r.Decisions != nil {
+		t.Fatalf("n=0 counted: %v", r.Decisions)
+	}
+	r.Decide("k", "ok", "")
+	r.DecideN("k", "ok", "", 41)
+	if got := r.Decisions[Decision{"k", "ok", ""}]; got != 42 || len(r.Decisions) != 1 {
+		t.Fatalf("decisions %v, want k/ok 42", r.Decisions)
+	}
+}

@@ -61,11 +61,18 @@ type Decision struct {
 
 // Decide counts one decision of kind with its outcome and reason code
 // ("" when there is none) in the result, for the metrics.
-func (r *Result) Decide(kind, outcome, reason string) {
+func (r *Result) Decide(kind, outcome, reason string) { r.DecideN(kind, outcome, reason, 1) }
+
+// DecideN counts n decisions alike (a fan-out shard's users); n <= 0
+// counts nothing.
+func (r *Result) DecideN(kind, outcome, reason string, n int) {
+	if n <= 0 {
+		return
+	}
 	if r.Decisions == nil {
 		r.Decisions = make(map[Decision]int, 4)
 	}
-	r.Decisions[Decision{kind, outcome, reason}]++
+	r.Decisions[Decision{kind, outcome, reason}] += n
 }
 
 // Handler processes batches. Handle is called concurrently for different

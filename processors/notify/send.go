@@ -92,22 +92,15 @@ func (d *Dispatcher) Handle(ctx context.Context, b *stream.Batch) (stream.Result
 	return res, nil
 }
 
-func count(res *stream.Result, outcome string, n int) {
-	if n <= 0 {
-		return
-	}
-	if res.Decisions == nil {
-		res.Decisions = map[stream.Decision]int{}
-	}
-	res.Decisions[stream.Decision{Kind: "notify.send", Outcome: outcome}] += n
-}
+// decisionSend is the decision kind of the sender's users.
+const decisionSend = "notify.send"
 
 // send delivers one shard.
 func (d *Dispatcher) send(ctx context.Context, res *stream.Result, epoch int64, s schemas.NotifyShardPlanned) error {
 	users := dedupe(s.Users)
 	codes, err := d.store.reserve(ctx, s.CampaignID, s.Seq, epoch, users)
 	if err == ErrCancelled {
-		count(res, "cancelled", len(users))
+		res.DecideN(decisionSend, "cancelled", "", len(users))
 		return nil
 	}
 	if err != nil {
@@ -128,9 +121,9 @@ func (d *Dispatcher) send(ctx context.Context, res *stream.Result, epoch int64, 
 		case codeBusy:
 			busy++
 		case codeSent, codeFailed:
-			count(res, "duplicate", 1)
+			res.DecideN(decisionSend, "duplicate", "", 1)
 		case codeCapped:
-			count(res, "capped", 1)
+			res.DecideN(decisionSend, "capped", "", 1)
 		}
 	}
 	outcomes := make([]string, len(msgs))
@@ -172,8 +165,8 @@ func (d *Dispatcher) send(ctx context.Context, res *stream.Result, epoch int64, 
 	if err != nil {
 		return err
 	}
-	count(res, "sent", int(mr.Sent))
-	count(res, "failed", int(mr.Failed))
+	res.DecideN(decisionSend, "sent", "", int(mr.Sent))
+	res.DecideN(decisionSend, "failed", "", int(mr.Failed))
 	if mr.Lost > 0 {
 		// A newer owner of the partition took the users over: it sends
 		// the shard; this worker stops.

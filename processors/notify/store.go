@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/promoflow/promoflow/internal/stream"
+	"github.com/promoflow/promoflow/schemas"
 )
 
 var (
@@ -99,6 +100,17 @@ func (s *Store) Load(ctx context.Context) error {
 func (s *Store) campaignKey(campaign string) string { return s.prefix + ":ntf:{" + campaign + "}:c" }
 func (s *Store) userKey(user string) string         { return s.prefix + ":ntf:u:{" + user + "}" }
 
+// shardKeys are the keys of a shard's script calls: the campaign's hash,
+// then each user's.
+func (s *Store) shardKeys(campaign string, users []string) []string {
+	keys := make([]string, 0, len(users)+1)
+	keys = append(keys, s.campaignKey(campaign))
+	for _, u := range users {
+		keys = append(keys, s.userKey(u))
+	}
+	return keys
+}
+
 // Reservation codes, one per user of a shard (reserve.lua).
 const (
 	codeReserved = 'R'
@@ -111,11 +123,7 @@ const (
 // reserve decides each user of shard seq and reserves those to send now.
 // It returns one code per user.
 func (s *Store) reserve(ctx context.Context, campaign string, seq, epoch int64, users []string) (string, error) {
-	keys := make([]string, 0, len(users)+1)
-	keys = append(keys, s.campaignKey(campaign))
-	for _, u := range users {
-		keys = append(keys, s.userKey(u))
-	}
+	keys := s.shardKeys(campaign, users)
 	args := make([]any, 0, 7+2*len(s.caps))
 	args = append(args, campaign, seq, epoch, s.now().UnixMilli(), s.lease.Milliseconds(), s.keep.Milliseconds(), len(s.caps))
 	for _, c := range s.caps {
@@ -128,13 +136,13 @@ func (s *Store) reserve(ctx context.Context, campaign string, seq, epoch int64, 
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("reserving shard %s: %w", shardID(campaign, seq), err)
+		return "", fmt.Errorf("reserving shard %s: %w", schemas.NotifyShardID(campaign, seq), err)
 	}
 	if codes == "X" {
 		return "", ErrCancelled
 	}
 	if len(codes) != len(users) {
-		return "", fmt.Errorf("reserving shard %s: %d codes for %d users", shardID(campaign, seq), len(codes), len(users))
+		return "", fmt.Errorf("reserving shard %s: %d codes for %d users", schemas.NotifyShardID(campaign, seq), len(codes), len(users))
 	}
 	return codes, nil
 }
@@ -152,11 +160,7 @@ type markResult struct{ Sent, Failed, Released, Lost int64 }
 // mark records the outcome of each reserved user; done says the shard is
 // complete (nothing released and nobody busy).
 func (s *Store) mark(ctx context.Context, campaign string, seq, epoch int64, users, outcomes []string, done bool) (markResult, error) {
-	keys := make([]string, 0, len(users)+1)
-	keys = append(keys, s.campaignKey(campaign))
-	for _, u := range users {
-		keys = append(keys, s.userKey(u))
-	}
+	keys := s.shardKeys(campaign, users)
 	d := "0"
 	if done {
 		d = "1"
@@ -173,15 +177,13 @@ func (s *Store) mark(ctx context.Context, campaign string, seq, epoch int64, use
 		return err
 	})
 	if err != nil {
-		return markResult{}, fmt.Errorf("marking shard %s: %w", shardID(campaign, seq), err)
+		return markResult{}, fmt.Errorf("marking shard %s: %w", schemas.NotifyShardID(campaign, seq), err)
 	}
 	if len(r) != 4 {
-		return markResult{}, fmt.Errorf("marking shard %s: unexpected reply %v", shardID(campaign, seq), r)
+		return markResult{}, fmt.Errorf("marking shard %s: unexpected reply %v", schemas.NotifyShardID(campaign, seq), r)
 	}
 	return markResult{r[0], r[1], r[2], r[3]}, nil
 }
-
-func shardID(campaign string, seq int64) string { return campaign + "/" + strconv.FormatInt(seq, 10) }
 
 // claimStep claims planning step n of a campaign for the record at
 // topic/partition@offset. It reports false when another record (a repeated
@@ -190,20 +192,17 @@ func shardID(campaign string, seq int64) string { return campaign + "/" + strcon
 func (s *Store) claimStep(ctx context.Context, campaign string, step int64, record string) (bool, error) {
 	key := s.campaignKey(campaign)
 	field := "step:" + strconv.FormatInt(step, 10)
-	var got string
+	var got *redis.StringCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSetNX(ctx, key, field, record)
 		p.PExpire(ctx, key, s.keep)
+		got = p.HGet(ctx, key, field)
 		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("claiming step %d of campaign %s: %w", step, campaign, err)
 	}
-	got, err = s.rdb.HGet(ctx, key, field).Result()
-	if err != nil {
-		return false, fmt.Errorf("claiming step %d of campaign %s: %w", step, campaign, err)
-	}
-	return got == record, nil
+	return got.Val() == record, nil
 }
 
 // retryFailed hands step 0 of a campaign that failed to record, so that a
