@@ -80,41 +80,21 @@ func (s *Store) enter(ctx context.Context, def *schemas.ActivityDefined, fenceFi
 		tiers = b.String()
 	}
 	head := []any{fenceField, epoch, now.UnixMilli(), s.expireAt(def).Unix(), def.Kind, def.PerUserLimit, tiers}
-	pipe := s.rdb.Pipeline()
-	var cmds []*redis.Cmd
-	for lo := 0; lo < len(in); lo += maxRun {
-		run := in[lo:min(lo+maxRun, len(in))]
-		args := make([]any, 0, len(head)+4*len(run))
-		args = append(args, head...)
-		for _, e := range run {
-			args = append(args, e.AppID+"\x00"+e.EventID, e.UserID, e.Precheck, e.Roll)
-		}
-		cmds = append(cmds, pipe.EvalSha(ctx, entryScript.Hash(), keys, args...))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	res, err := stream.EvalRuns(ctx, s.rdb, entryScript, keys, head, len(in), maxRun, func(i int) []any {
+		e := in[i]
+		return []any{e.AppID + "\x00" + e.EventID, e.UserID, e.Precheck, e.Roll}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("running entry script for activity %s: %w", a, err)
 	}
 	out := make([]EntryOutcome, 0, len(in))
-	for i, cmd := range cmds {
-		res, err := cmd.StringSlice()
+	for _, r := range res {
+		o, err := parseEntry(r[1])
 		if err != nil {
-			return nil, fmt.Errorf("reading entry script result: %w", err)
+			return nil, err
 		}
-		if len(res) == 1 && res[0] == "fenced" {
-			return nil, fmt.Errorf("participations of activity %s: %w", a, stream.ErrFenced)
-		}
-		want := min(maxRun, len(in)-i*maxRun)
-		if len(res) != 1+2*want || res[0] != "ok" {
-			return nil, fmt.Errorf("reading entry script result: %d values for %d participations", len(res), want)
-		}
-		for j := range want {
-			o, err := parseEntry(res[2+2*j])
-			if err != nil {
-				return nil, err
-			}
-			o.Replayed = res[1+2*j] == "dup"
-			out = append(out, o)
-		}
+		o.Replayed = r[0] == "dup"
+		out = append(out, o)
 	}
 	return out, nil
 }

@@ -172,42 +172,22 @@ func (s *Store) step(ctx context.Context, activity string, p Params, ops []Op) (
 		needs = "1"
 	}
 	head := []any{p.FenceField, p.Epoch, p.Now.UnixMilli(), exp.Unix(), needs, formatRewards(p.Rewards), s.maxDepth}
-	pipe := s.rdb.Pipeline()
-	var cmds []*redis.Cmd
-	for lo := 0; lo < len(ops); lo += maxRun {
-		run := ops[lo:min(lo+maxRun, len(ops))]
-		args := make([]any, 0, len(head)+5*len(run))
-		args = append(args, head...)
-		for _, o := range run {
-			args = append(args, string(o.Kind), o.AppID+"\x00"+o.EventID, o.Invitee, o.Inviter, o.Precheck)
-		}
-		cmds = append(cmds, pipe.EvalSha(ctx, stepScript.Hash(), keys, args...))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	res, err := stream.EvalRuns(ctx, s.rdb, stepScript, keys, head, len(ops), maxRun, func(i int) []any {
+		o := ops[i]
+		return []any{string(o.Kind), o.AppID + "\x00" + o.EventID, o.Invitee, o.Inviter, o.Precheck}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("running referral script for activity %s: %w", activity, err)
 	}
 	out := make([]Outcome, 0, len(ops))
-	for i, cmd := range cmds {
-		res, err := cmd.StringSlice()
+	for i, r := range res {
+		op := ops[i]
+		o, err := parseDecision(r[1], op)
 		if err != nil {
-			return nil, fmt.Errorf("reading referral script result: %w", err)
+			return nil, fmt.Errorf("event %s of activity %s: %w", op.EventID, activity, err)
 		}
-		if len(res) == 1 && res[0] == "fenced" {
-			return nil, fmt.Errorf("referral events of activity %s: %w", activity, stream.ErrFenced)
-		}
-		want := min(maxRun, len(ops)-i*maxRun)
-		if len(res) != 1+2*want || res[0] != "ok" {
-			return nil, fmt.Errorf("reading referral script result: %d values for %d events", len(res), want)
-		}
-		for j := range want {
-			op := ops[i*maxRun+j]
-			o, err := parseDecision(res[2+2*j], op)
-			if err != nil {
-				return nil, fmt.Errorf("event %s of activity %s: %w", op.EventID, activity, err)
-			}
-			o.Replayed = res[1+2*j] == "dup"
-			out = append(out, o)
-		}
+		o.Replayed = r[0] == "dup"
+		out = append(out, o)
 	}
 	return out, nil
 }
