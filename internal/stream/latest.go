@@ -1,6 +1,10 @@
 package stream
 
-import "sync"
+import (
+	"slices"
+	"strings"
+	"sync"
+)
 
 // Latest keeps the latest revision of each definition fed by a View of a
 // compacted admin topic: a definition replaces the one cached under its
@@ -45,4 +49,16 @@ func (l *Latest[T]) Len() int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return len(l.m)
+}
+
+// All returns every cached definition, sorted by key.
+func (l *Latest[T]) All() []*T {
+	l.mu.RLock()
+	out := make([]*T, 0, len(l.m))
+	for _, v := range l.m {
+		out = append(out, v)
+	}
+	l.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *T) int { return strings.Compare(l.key(a), l.key(b)) })
+	return out
 }

@@ -38,4 +38,8 @@ func TestLatestKeepsTheHighestRevision(t *testing.T) {
 	if l.Put(&def{id: "d0", rev: 49}) || !l.Put(&def{id: "d0", rev: 50}) || l.Get("x") != nil {
 		t.Error("Put took an equal revision, refused a higher one, or Get invented one")
 	}
+	all := l.All()
+	if len(all) != 20 || all[0].id != "d0" || all[1].id != "d1" || all[2].id != "d10" || all[0].rev != 50 {
+		t.Errorf("All: %d definitions, first %+v %+v %+v; want all 20 sorted by key", len(all), all[0], all[1], all[2])
+	}
 }

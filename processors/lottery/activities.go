@@ -5,9 +5,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/promoflow/promoflow/internal/stream"
 	"github.com/promoflow/promoflow/schemas"
 )
 
@@ -15,13 +15,15 @@ import (
 // stream.View of the lottery admin topic. The highest revision of an
 // activity wins; older or equal revisions arriving later are ignored.
 type Activities struct {
-	mu sync.RWMutex
-	m  map[string]*schemas.ActivityDefined
+	*stream.Latest[schemas.ActivityDefined]
 }
 
 // NewActivities returns an empty cache.
 func NewActivities() *Activities {
-	return &Activities{m: map[string]*schemas.ActivityDefined{}}
+	return &Activities{stream.NewLatest(
+		func(a *schemas.ActivityDefined) string { return a.ActivityID },
+		func(a *schemas.ActivityDefined) int64 { return a.Revision },
+	)}
 }
 
 // Apply takes one admin event. It is the View's apply function.
@@ -49,36 +51,15 @@ func DecodeActivity(env *schemas.Envelope) (*schemas.ActivityDefined, error) {
 	return &def, nil
 }
 
-// Put stores def unless a newer or equal revision is cached. It reports
-// whether def was stored.
-func (a *Activities) Put(def *schemas.ActivityDefined) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if cur, ok := a.m[def.ActivityID]; ok && cur.Revision >= def.Revision {
-		return false
-	}
-	a.m[def.ActivityID] = def
-	return true
-}
-
-// Get returns the activity or nil. The result must not be modified.
-func (a *Activities) Get(id string) *schemas.ActivityDefined {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return a.m[id]
-}
-
 // DueDraws returns the active draw activities whose draw_at is at or before
 // now, sorted by draw time.
 func (a *Activities) DueDraws(now time.Time) []*schemas.ActivityDefined {
-	a.mu.RLock()
 	var due []*schemas.ActivityDefined
-	for _, def := range a.m {
+	for _, def := range a.All() {
 		if def.Kind == schemas.KindDraw && def.Status == schemas.BatchActive && def.DrawAt != nil && !def.DrawAt.After(now) {
 			due = append(due, def)
 		}
 	}
-	a.mu.RUnlock()
 	sort.Slice(due, func(i, j int) bool {
 		if !due[i].DrawAt.Equal(*due[j].DrawAt) {
 			return due[i].DrawAt.Before(*due[j].DrawAt)
@@ -86,13 +67,6 @@ func (a *Activities) DueDraws(now time.Time) []*schemas.ActivityDefined {
 		return due[i].ActivityID < due[j].ActivityID
 	})
 	return due
-}
-
-// Len returns the number of activities cached.
-func (a *Activities) Len() int {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return len(a.m)
 }
 
 // CheckActivity applies the rules of an activity definition that its
@@ -165,17 +139,4 @@ func FormatPrizes(tiers []schemas.PrizeTier) string {
 		b.WriteString(strconv.FormatInt(t.Stock, 10))
 	}
 	return b.String()
-}
-
-// All returns every cached activity, sorted by activity id. The results
-// must not be modified.
-func (a *Activities) All() []*schemas.ActivityDefined {
-	a.mu.RLock()
-	out := make([]*schemas.ActivityDefined, 0, len(a.m))
-	for _, def := range a.m {
-		out = append(out, def)
-	}
-	a.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ActivityID < out[j].ActivityID })
-	return out
 }
