@@ -2,12 +2,9 @@ package coupon
 
 import (
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
+	"github.com/promoflow/promoflow/internal/stream"
 	"github.com/promoflow/promoflow/schemas"
 )
 
@@ -16,12 +13,16 @@ import (
 // wins, whichever version (v1 or v2) carried it; older or equal revisions
 // arriving later are ignored, so re-applying the topic is harmless.
 type Batches struct {
-	mu sync.RWMutex
-	m  map[string]*schemas.BatchDefined
+	*stream.Latest[schemas.BatchDefined]
 }
 
 // NewBatches returns an empty cache.
-func NewBatches() *Batches { return &Batches{m: map[string]*schemas.BatchDefined{}} }
+func NewBatches() *Batches {
+	return &Batches{stream.NewLatest(
+		func(b *schemas.BatchDefined) string { return b.BatchID },
+		func(b *schemas.BatchDefined) int64 { return b.Revision },
+	)}
+}
 
 // Apply takes one admin event (coupon.batch.defined v1 or v2). It is the
 // View's apply function.
@@ -154,38 +155,3 @@ func duplicate(vals []string) (string, bool) {
 	return "", false
 }
 
-// Put stores def unless a newer or equal revision is cached. It reports
-// whether def was stored.
-func (b *Batches) Put(def *schemas.BatchDefined) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if cur, ok := b.m[def.BatchID]; ok && cur.Revision >= def.Revision {
-		return false
-	}
-	b.m[def.BatchID] = def
-	return true
-}
-
-// Get returns the batch or nil. The result must not be modified.
-func (b *Batches) Get(id string) *schemas.BatchDefined {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.m[id]
-}
-
-// Len returns the number of batches cached.
-func (b *Batches) Len() int {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return len(b.m)
-}
-
-// All returns every cached batch, sorted by batch id. The results must not
-// be modified.
-func (b *Batches) All() []*schemas.BatchDefined {
-	b.mu.RLock()
-	out := slices.Collect(maps.Values(b.m))
-	b.mu.RUnlock()
-	slices.SortFunc(out, func(x, y *schemas.BatchDefined) int { return strings.Compare(x.BatchID, y.BatchID) })
-	return out
-}
