@@ -154,4 +154,3 @@ func duplicate(vals []string) (string, bool) {
 	}
 	return "", false
 }
-
